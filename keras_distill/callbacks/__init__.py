@@ -1,0 +1,5 @@
+"""Callbacks that change distillation during training by assigning variables."""
+
+from keras_distill.callbacks.variable_schedule import VariableSchedule
+
+__all__ = ["VariableSchedule"]
