@@ -1,0 +1,312 @@
+"""Shared machinery of the recipes: setup, data, models, optimisers, callbacks, results.
+
+Every recipe is `main(argv) -> run(config)`; `run` is a plain function that
+tests call directly. This module holds what `train.py` and `distill.py`
+share, so neither repeats the other.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import tempfile
+import time
+
+import keras
+import numpy as np
+
+
+class ConfigError(ValueError):
+    """A run was configured wrongly; the message says how to fix it."""
+
+
+# ------------------------------------------------------------------- setup
+def prepare_model_dir(model_dir, overwrite=False):
+    """Creates `model_dir` and proves it is writable before any training.
+
+    Raises:
+        ConfigError: when the folder cannot be created or written (read-only
+            file system, permissions, disk full).
+    """
+    try:
+        os.makedirs(model_dir, exist_ok=True)
+        probe = os.path.join(model_dir, ".write_test")
+        with open(probe, "wb") as handle:
+            handle.write(b"\0" * 65536)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.remove(probe)
+    except OSError as error:
+        raise ConfigError(
+            f"--model_dir {model_dir!r} is not writable ({error.strerror or error}). "
+            "Pick a folder you can write to with free space, e.g. --model_dir=/tmp/run.") \
+            from error
+    return model_dir
+
+
+def setup(config):
+    """Seeds, precision policy and the distribution strategy (before any model)."""
+    from keras_distill.distribute import get_strategy
+
+    keras.utils.set_random_seed(config.seed)
+    if config.mixed_precision:
+        keras.mixed_precision.set_global_policy(config.mixed_precision)
+    else:
+        keras.mixed_precision.set_global_policy("float32")
+    return get_strategy(config.strategy)
+
+
+def write_json(path, payload):
+    """Writes JSON atomically (a temporary file renamed over the target)."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", dir=folder, delete=False, suffix=".tmp") as handle:
+        json.dump(payload, handle, indent=2, sort_keys=True, default=_json_default)
+        temporary = handle.name
+    os.replace(temporary, path)
+
+
+def _json_default(value):
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating,)):
+        return float(value)
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if dataclasses.is_dataclass(value):
+        return dataclasses.asdict(value)
+    return str(value)
+
+
+# -------------------------------------------------------------------- data
+def load_data(config):
+    """Loads the dataset and applies the robustness transforms to the train split.
+
+    Returns:
+        `(splits, transform_report)`.
+    """
+    from keras_distill import data
+
+    splits = data.load(config.dataset, data_dir=config.data_dir,
+                       validation_split=config.validation_split, seed=config.seed,
+                       limit=config.limit)
+    if not splits.in_memory:
+        if config.label_noise or config.imbalance_ratio != 1.0:
+            raise ConfigError(
+                f"{config.dataset} is streamed (too large for memory); label noise and "
+                "imbalance transforms need in-memory arrays. Use a smaller dataset.")
+        return splits, {}
+    report = {}
+    x, y = splits.train
+    if config.imbalance_ratio != 1.0:
+        x, y, report["imbalance"] = data.long_tailed_imbalance(
+            x, y, ratio=config.imbalance_ratio, profile=config.imbalance_profile,
+            seed=config.seed, num_classes=splits.num_classes)
+    if config.label_noise:
+        if config.label_noise_type == "symmetric":
+            y, report["label_noise"] = data.symmetric_label_noise(
+                y, config.label_noise, splits.num_classes, seed=config.seed)
+        elif config.label_noise_type == "asymmetric":
+            y, report["label_noise"] = data.asymmetric_label_noise(
+                y, config.label_noise, dataset=config.dataset, num_classes=splits.num_classes,
+                seed=config.seed)
+        else:
+            raise ConfigError(f"--label_noise_type must be symmetric or asymmetric, got "
+                              f"{config.label_noise_type!r}.")
+    if report:
+        splits = splits.with_train(x, y)
+    return splits, report
+
+
+def pipelines(config, splits, side_inputs=()):
+    """Train / validation / test `tf.data` pipelines (train shuffled and augmented)."""
+    from keras_distill import data
+
+    if not splits.in_memory:
+        raise ConfigError(f"{config.dataset}: streamed datasets are not supported by the "
+                          "recipes yet; use an in-memory dataset.")
+    unknown = set(side_inputs) - {"index"}
+    if unknown:
+        raise ConfigError(f"The recipe data pipeline cannot provide side inputs {unknown}.")
+    common = dict(batch_size=config.batch_size, num_classes=splits.num_classes)
+    train = data.make_dataset(*splits.train, training=True, augment=config.augment,
+                              seed=config.seed, with_index="index" in side_inputs, **common)
+    validation = data.make_dataset(*splits.validation, **common) \
+        if splits.validation is not None else None
+    test = data.make_dataset(*splits.test, **common) if splits.test is not None else None
+    return train, validation, test
+
+
+def steps_per_epoch(config, splits):
+    return max(1, int(np.ceil(len(splits.train) / config.batch_size)))
+
+
+# ------------------------------------------------------------------ models
+def build_model(name, splits, role):
+    """A zoo model (by name) or a saved `.keras` model (by path), checked against the data."""
+    from keras_distill import models
+
+    if name is None:
+        raise ConfigError(
+            f"No --{role} given and the {splits.name} preset has no default; name a zoo "
+            f"model (e.g. --{role}=resnet8x4) or a .keras file.")
+    if isinstance(name, str) and (name.endswith(".keras") or os.path.sep in name):
+        if not os.path.exists(name):
+            raise ConfigError(f"--{role} file {name!r} does not exist.")
+        try:
+            model = keras.saving.load_model(name, compile=False)
+        except Exception as error:  # noqa: BLE001 - any load failure means the same to the user
+            raise ConfigError(
+                f"--{role} {name!r} could not be loaded as a Keras model ({type(error).__name__}: "
+                f"{error}). Pass a file written by model.save('....keras').") from error
+    else:
+        try:
+            model = models.get(name, num_classes=splits.num_classes,
+                               input_shape=tuple(splits.input_shape))
+        except ValueError as error:
+            raise ConfigError(f"--{role}: {error}") from error
+    check_model_fits_data(model, splits, role)
+    return model
+
+
+def check_model_fits_data(model, splits, role):
+    classes = model.outputs[0].shape[-1] if getattr(model, "outputs", None) else None
+    if classes is not None and classes != splits.num_classes:
+        raise ConfigError(
+            f"The {role} {model.name!r} predicts {classes} classes but {splits.name} has "
+            f"{splits.num_classes}. Use a {role} trained on {splits.name}, or rebuild it with "
+            f"num_classes={splits.num_classes}.")
+    shape = tuple(model.inputs[0].shape[1:]) if getattr(model, "inputs", None) else None
+    if shape and any(a is not None and a != b for a, b in zip(shape, splits.input_shape)):
+        raise ConfigError(
+            f"The {role} {model.name!r} takes images of shape {shape} but {splits.name} has "
+            f"{tuple(splits.input_shape)}. Build it with input_shape={tuple(splits.input_shape)}.")
+
+
+def feature_taps(model):
+    from keras_distill import models
+
+    try:
+        return list(models.feature_taps(model))
+    except (ValueError, KeyError, TypeError):
+        return []
+
+
+def make_optimizer(config, steps, epochs):
+    """SGD (momentum, weight decay) with the configured learning-rate schedule."""
+    total = max(1, steps * epochs)
+    if config.lr_schedule == "step":
+        boundaries = [int(e * steps) for e in config.lr_decay_epochs if e < epochs]
+        values = [config.learning_rate * config.lr_decay_rate ** i
+                  for i in range(len(boundaries) + 1)]
+        learning_rate = keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, values) \
+            if boundaries else config.learning_rate
+    elif config.lr_schedule == "cosine":
+        learning_rate = keras.optimizers.schedules.CosineDecay(config.learning_rate, total)
+    elif config.lr_schedule == "constant":
+        learning_rate = config.learning_rate
+    else:
+        raise ConfigError(f"--lr_schedule must be step, cosine or constant, got "
+                          f"{config.lr_schedule!r}.")
+    if config.optimizer == "sgd":
+        return keras.optimizers.SGD(learning_rate, momentum=config.momentum,
+                                    weight_decay=config.weight_decay or None)
+    if config.optimizer == "adam":
+        return keras.optimizers.AdamW(learning_rate, weight_decay=config.weight_decay or 0.0)
+    raise ConfigError(f"--optimizer must be sgd or adam, got {config.optimizer!r}.")
+
+
+# --------------------------------------------------------------- callbacks
+class EpochAccuracy(keras.callbacks.Callback):
+    """Records a model's test accuracy after every epoch (for best and last epoch).
+
+    Args:
+        model_fn: `() -> keras.Model` to evaluate (the student inside a Distiller).
+        dataset: Batched `(x, y)` test dataset.
+    """
+
+    def __init__(self, model_fn, dataset):
+        super().__init__()
+        self.model_fn = model_fn
+        self.dataset = dataset
+        self.history = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        accuracy = evaluate_accuracy(self.model_fn(), self.dataset)
+        self.history.append(accuracy)
+        if logs is not None:
+            logs["test_accuracy"] = accuracy
+
+
+def standard_callbacks(config, model_dir, test_dataset=None, model_fn=None):
+    """TensorBoard, exact resume (BackupAndRestore), per-epoch test accuracy."""
+    callbacks = [keras.callbacks.BackupAndRestore(os.path.join(model_dir, "backup"),
+                                                  delete_checkpoint=False)]
+    tracker = None
+    if test_dataset is not None and model_fn is not None:
+        tracker = EpochAccuracy(model_fn, test_dataset)
+        callbacks.append(tracker)
+    callbacks.append(keras.callbacks.TensorBoard(os.path.join(model_dir, "tensorboard")))
+    callbacks.append(keras.callbacks.CSVLogger(os.path.join(model_dir, "history.csv"),
+                                               append=True))
+    return callbacks, tracker
+
+
+# --------------------------------------------------------------- measures
+def predict_logits(model, dataset):
+    outputs = [np.asarray(model(x, training=False)) for x, *_ in dataset]
+    return np.concatenate(outputs)
+
+
+def dataset_labels(dataset):
+    labels = np.concatenate([np.asarray(batch[1]) for batch in dataset])
+    return labels.argmax(-1) if labels.ndim == 2 else labels
+
+
+def evaluate_accuracy(model, dataset):
+    logits = predict_logits(model, dataset)
+    return float(np.mean(logits.argmax(-1) == dataset_labels(dataset)))
+
+
+def agreement(teacher, student, dataset):
+    return float(np.mean(predict_logits(teacher, dataset).argmax(-1)
+                         == predict_logits(student, dataset).argmax(-1)))
+
+
+def accuracy_summary(tracker, model, test):
+    history = list(tracker.history) if tracker is not None else []
+    if not history:
+        history = [evaluate_accuracy(model, test)]
+    return {"best": max(history), "last": history[-1],
+            "best_epoch": int(np.argmax(history)) + 1, "per_epoch": history}
+
+
+def print_table(rows, columns, file=None):
+    """Prints rows (dicts) as an aligned text table."""
+    widths = [max(len(str(c)), *(len(_fmt(r.get(c))) for r in rows)) for c in columns]
+    line = "  ".join(str(c).ljust(w) for c, w in zip(columns, widths))
+    print(line, file=file)
+    print("  ".join("-" * w for w in widths), file=file)
+    for row in rows:
+        print("  ".join(_fmt(row.get(c)).ljust(w) for c, w in zip(columns, widths)), file=file)
+
+
+def _fmt(value):
+    if isinstance(value, float):
+        return f"{value:.4f}" if value < 10 else f"{value:.1f}"
+    return "-" if value is None else str(value)
+
+
+class Timer:
+    def __enter__(self):
+        self.start = time.time()
+        return self
+
+    def __exit__(self, *exc):
+        self.seconds = time.time() - self.start
+
+
+def remove_tree(path):
+    shutil.rmtree(path, ignore_errors=True)

@@ -1,0 +1,233 @@
+"""Distil a student from a teacher; the main job of keras_distill.
+
+With no flags it runs the Fashion-MNIST main job: it trains (or reuses) the
+teacher, trains the student from scratch and with KD, and prints a
+three-row table:
+
+    python -m recipes.distill
+
+Other runs, e.g. the standard CIFAR-100 benchmark (needs the data and a GPU):
+
+    python -m recipes.distill --dataset=cifar100 --teacher=resnet32x4 \
+        --teacher_weights=teacher.keras --student=resnet8x4 --method=dkd
+
+Writes into --model_dir: config.json, results.json (teacher / scratch /
+distilled accuracy, best and last epoch, teacher-student agreement),
+TensorBoard logs, history.csv, BackupAndRestore state (rerun the same
+command to resume), checkpoints/, student.keras and export/.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+
+from absl import app
+
+from recipes import common
+from recipes.config import RunConfig
+from recipes.flags import FLAGS, config_from_flags, define_flags
+from recipes.train import supervised_loss, train_model
+
+
+def teacher_cache_path(config):
+    limit = f"-limit{config.limit}" if config.limit else ""
+    name = f"{config.dataset}-{config.teacher}-e{config.teacher_epochs}-seed{config.seed}{limit}"
+    return os.path.join(config.teacher_dir, name, "model.keras")
+
+
+def get_teacher(config, splits, strategy):
+    """Loads the teacher, or trains it once and caches it under --teacher_dir.
+
+    Returns:
+        `(teacher, info)` with where it came from and its training summary.
+    """
+    import keras
+
+    if config.teacher_weights:
+        path = config.teacher_weights
+        if not os.path.exists(path):
+            raise common.ConfigError(f"--teacher_weights {path!r} does not exist.")
+        with strategy.scope():
+            if path.endswith(".weights.h5"):
+                teacher = common.build_model(config.teacher, splits, "teacher")
+                try:
+                    teacher.load_weights(path)
+                except Exception as error:  # noqa: BLE001
+                    raise common.ConfigError(
+                        f"--teacher_weights {path!r} does not fit --teacher={config.teacher} "
+                        f"({error}). Pass weights saved from the same architecture, or a "
+                        ".keras file.") from error
+            else:
+                teacher = common.build_model(path, splits, "teacher")
+        return teacher, {"source": path}
+    if config.teacher and (config.teacher.endswith(".keras") or os.path.sep in config.teacher):
+        with strategy.scope():
+            return common.build_model(config.teacher, splits, "teacher"), \
+                {"source": config.teacher}
+    cached = teacher_cache_path(config)
+    if os.path.exists(cached):
+        print(f"Reusing the teacher trained earlier: {cached}")
+        with strategy.scope():
+            teacher = keras.saving.load_model(cached, compile=False)
+        common.check_model_fits_data(teacher, splits, "teacher")
+        return teacher, {"source": cached, "reused": True,
+                         **_read_json(os.path.join(os.path.dirname(cached), "summary.json"))}
+    print(f"Training the teacher {config.teacher} for {config.teacher_epochs} epochs "
+          f"(cached at {cached} for later runs).")
+    folder = os.path.dirname(cached)
+    common.prepare_model_dir(folder)
+    teacher_config = dataclasses.replace(config, augment=config.augment)
+    teacher, summary = train_model(config.teacher, teacher_config, splits, strategy,
+                                   config.teacher_epochs, folder, role="teacher")
+    temporary = cached + ".partial.keras"
+    teacher.save(temporary)
+    os.replace(temporary, cached)  # a half-written teacher is never reused
+    common.write_json(os.path.join(folder, "summary.json"), summary)
+    return teacher, {"source": cached, "reused": False, **summary}
+
+
+def _read_json(path):
+    import json
+
+    try:
+        with open(path) as handle:
+            return json.load(handle)
+    except (OSError, ValueError):
+        return {}
+
+
+def distill_student(config, splits, strategy, teacher, model_dir):
+    """Builds the method's terms and trains the student with them.
+
+    Returns:
+        `(student, summary)`.
+    """
+    from keras_distill import Distiller, methods
+
+    steps = common.steps_per_epoch(config, splits)
+    validation_data = tuple(splits.validation) if splits.validation is not None else None
+    with strategy.scope():
+        student = common.build_model(config.student, splits, "student")
+        context = methods.MethodContext(
+            teacher=teacher, student=student, num_classes=splits.num_classes,
+            steps_per_epoch=steps, epochs=config.epochs,
+            teacher_taps=common.feature_taps(teacher), student_taps=common.feature_taps(student),
+            options=dict(config.method_options), num_train_examples=len(splits.train),
+            validation_data=validation_data, seed=config.seed)
+        spec = methods.build(config.method, context)
+    train, validation, test = common.pipelines(config, splits, spec.side_inputs)
+    with strategy.scope():
+        if spec.model_builder is not None:
+            model = spec.model_builder(context, spec)
+        else:
+            model = Distiller(teacher=teacher, student=student, distillation_losses=spec.terms,
+                              distillation_loss_weights=spec.weights,
+                              student_loss_weight=spec.student_loss_weight)
+        model.compile(optimizer=common.make_optimizer(config, steps, config.epochs),
+                      loss=supervised_loss(train), metrics=["accuracy"],
+                      jit_compile=config.jit_compile)
+    callbacks, tracker = common.standard_callbacks(config, model_dir, test, lambda: student)
+    with common.Timer() as timer:
+        model.fit(train, validation_data=validation, epochs=config.epochs,
+                  callbacks=callbacks + list(spec.callbacks), verbose=config.verbose)
+    summary = {"test_accuracy": common.accuracy_summary(tracker, student, test),
+               "params": int(student.count_params()), "seconds": round(timer.seconds, 1),
+               "notes": spec.notes}
+    if teacher is not None and test is not None:
+        summary["agreement_with_teacher"] = common.agreement(teacher, student, test)
+    return student, summary
+
+
+def run(config: RunConfig):
+    """Runs teacher (train or reuse), scratch baseline and distillation; returns results."""
+    from keras_distill import methods
+
+    config = config.resolve()
+    try:
+        methods.needs_teacher(config.method)  # unknown names fail before any work
+    except ValueError as error:
+        raise common.ConfigError(f"--method: {error}") from error
+    common.prepare_model_dir(config.model_dir)
+    common.write_json(os.path.join(config.model_dir, "config.json"), dataclasses.asdict(config))
+    strategy = common.setup(config)
+    splits, transforms = common.load_data(config)
+    _, _, test = common.pipelines(config, splits)
+
+    rows, results = [], {"method": config.method, "dataset": splits.describe(),
+                         "transforms": transforms}
+    teacher = None
+    if methods.needs_teacher(config.method) or config.method == "scratch":
+        teacher, info = get_teacher(config, splits, strategy)
+        accuracy = common.evaluate_accuracy(teacher, test)
+        results["teacher"] = {"name": config.teacher, "test_accuracy": accuracy,
+                              "params": int(teacher.count_params()), **info}
+        rows.append({"model": f"teacher {config.teacher}", "params": int(teacher.count_params()),
+                     "best": info.get("test_accuracy", {}).get("best"), "last": accuracy,
+                     "agreement": 1.0})
+    if config.baseline or config.method == "scratch":
+        scratch, summary = train_model(config.student, config, splits, strategy, config.epochs,
+                                       os.path.join(config.model_dir, "scratch"))
+        if teacher is not None:
+            summary["agreement_with_teacher"] = common.agreement(teacher, scratch, test)
+        results["scratch"] = summary
+        rows.append({"model": f"scratch {config.student}", "params": summary["params"],
+                     "best": summary["test_accuracy"]["best"],
+                     "last": summary["test_accuracy"]["last"],
+                     "agreement": summary.get("agreement_with_teacher")})
+        student = scratch
+    if config.method != "scratch":
+        student, summary = distill_student(config, splits, strategy, teacher, config.model_dir)
+        results["student"] = summary
+        rows.append({"model": f"{config.method} {config.student}", "params": summary["params"],
+                     "best": summary["test_accuracy"]["best"],
+                     "last": summary["test_accuracy"]["last"],
+                     "agreement": summary.get("agreement_with_teacher")})
+    student.save(os.path.join(config.model_dir, "student.keras"))
+    if config.export:
+        results["export"] = export(config, splits, student)
+    common.write_json(os.path.join(config.model_dir, "results.json"), results)
+    print()
+    common.print_table(rows, ["model", "params", "best", "last", "agreement"])
+    print(f"\nResults: {os.path.join(config.model_dir, 'results.json')}")
+    return results
+
+
+def export(config, splits, student):
+    """Exports the student with the parity check (keras_distill.export)."""
+    import numpy as np
+
+    from keras_distill.export import export_student
+
+    x_train = splits.train.x[: 512]
+    scale = 255.0 if x_train.dtype == np.uint8 else 1.0
+    return export_student(
+        student, os.path.join(config.model_dir, "export"), formats=config.export,
+        calibration_data=x_train.astype("float32") / scale,
+        eval_data=(splits.test.x.astype("float32") / scale, splits.test.y),
+        overwrite=config.overwrite)
+
+
+def main(argv):
+    del argv
+    if FLAGS.list_methods:
+        from keras_distill import methods
+
+        for name, description in methods.describe().items():
+            print(f"{name:24s} {description}")
+        return
+    try:
+        run(config_from_flags())
+    except common.ConfigError as error:
+        sys.exit(f"error: {error}")
+
+
+def console_main():
+    """Entry point of the `keras-distill` console script."""
+    define_flags()
+    app.run(main)
+
+
+if __name__ == "__main__":
+    console_main()
