@@ -285,7 +285,7 @@ class Distiller(keras.Model):
             wanted = set(term.side_inputs) | set(
                 getattr(term.input_view, "side_inputs", ()) if term.input_view else ())
             missing = wanted - set(side)
-            if missing:
+            if missing and training:  # at evaluation such terms are skipped
                 raise ValueError(
                     f"Term {name!r} reads side input(s) {sorted(missing)} that the batch "
                     f"does not carry (it has {sorted(side) or 'none'}). Yield batches as "
@@ -300,15 +300,21 @@ class Distiller(keras.Model):
         return y
 
     def _make_views(self, inputs, labels, side, training):
+        """Returns `[(view_inputs, view_labels, view_sample_weight_or_None), ...]`."""
         built = []
         for view in self.views:
-            view_inputs, view_labels = view(inputs, labels, side, training=training)
-            built.append((view_inputs, view_labels))
+            models = {}  # views that craft inputs from a network declare it (e.g. BSS)
+            if getattr(view, "needs_teacher", False):
+                models["teacher"] = self.teacher
+            if getattr(view, "needs_student", False):
+                models["student"] = self.student
+            result = tuple(view(inputs, labels, side, training=training, **models))
+            built.append(result + (None,) * (3 - len(result)))
         return built
 
     def _forward(self, extractor, inputs, view_batches, training, cached=None):
         """Runs one network on the batch and every view in ONE call; splits per view."""
-        parts = [inputs] + [v for v, _ in view_batches]
+        parts = [inputs] + [view[0] for view in view_batches]
         if cached is not None:
             parts = parts[1:]
         if not parts:
@@ -327,6 +333,15 @@ class Distiller(keras.Model):
         cached = side.get(TEACHER_OUTPUTS_KEY)
         if cached is not None and not isinstance(cached, dict):
             cached = {"logits": cached}
+        if cached is not None:
+            needed = {"logits"} | {t for term in self.terms if term.input_view is None
+                                   for t in term.teacher_taps}
+            missing = needed - set(cached)
+            if missing:
+                raise ValueError(
+                    f"The batch carries cached teacher outputs {sorted(cached)} but the terms "
+                    f"also read {sorted(missing)}. Cache those taps too "
+                    "(TeacherCache.compute(..., taps=...)) or train with the live teacher.")
         outputs = self._forward(self._teacher_extractor, inputs, view_batches,
                                 training=False, cached=cached)
         return [{k: tf.stop_gradient(v) for k, v in o.items()} for o in outputs]
@@ -343,14 +358,15 @@ class Distiller(keras.Model):
         labels = self._integer_labels(y)
         values = {}
         for name, term in zip(self.term_names, self.terms):
+            if not training and any(k not in side for k in term.side_inputs):
+                continue  # e.g. CRD's "index": validation batches need not carry it
             if term.input_view is None:
                 index, term_labels, weight = 0, labels, sample_weight
             else:
                 if not training:
                     continue  # views are training-time inputs
                 index = 1 + [id(v) for v in self.views].index(id(term.input_view))
-                term_labels = view_batches[index - 1][1]
-                weight = None
+                term_labels, weight = view_batches[index - 1][1:]
                 if term_labels is None and term.requires_labels:
                     term_labels = tf.argmax(teacher_outputs[index]["logits"], axis=-1)
             y_pred = {
@@ -388,7 +404,11 @@ class Distiller(keras.Model):
         self.agreement_tracker.update_state(agree)
         if self._compile_metrics is not None and y is not None:
             self._compile_metrics.update_state(y, student_logits, sample_weight=sample_weight)
-        return self.get_metrics_result()
+        logs = self.get_metrics_result()
+        for name, term in zip(self.term_names, self.terms):
+            for key, value in term.extra_metrics().items():
+                logs[f"{name}_{key}"] = ops.cast(ops.convert_to_tensor(value), "float32")
+        return logs
 
     # ------------------------------------------------------------ train/test
     def train_step(self, data):

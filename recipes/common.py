@@ -80,6 +80,32 @@ def _json_default(value):
     return str(value)
 
 
+def validate(config, roles=("teacher", "student")):
+    """Checks names and choices before any data is read or model trained."""
+    from keras_distill import models
+
+    for role in roles:
+        name = getattr(config, role)
+        if name is None or name.endswith(".keras") or os.path.sep in name \
+                or name.startswith("keras.applications."):
+            continue
+        try:
+            models.spec(name)
+        except (ValueError, KeyError) as error:
+            raise ConfigError(f"--{role}: {error}") from error
+    if config.lr_schedule not in ("step", "cosine", "constant"):
+        raise ConfigError(f"--lr_schedule must be step, cosine or constant, got "
+                          f"{config.lr_schedule!r}.")
+    if config.optimizer not in ("sgd", "adam"):
+        raise ConfigError(f"--optimizer must be sgd or adam, got {config.optimizer!r}.")
+    if not 0.0 <= config.label_noise < 1.0:
+        raise ConfigError(f"--label_noise must be in [0, 1), got {config.label_noise}.")
+    if config.imbalance_ratio < 1.0:
+        raise ConfigError(f"--imbalance_ratio must be >= 1, got {config.imbalance_ratio}.")
+    if not config.epochs or config.epochs < 1:
+        raise ConfigError(f"--epochs must be >= 1, got {config.epochs}.")
+
+
 # -------------------------------------------------------------------- data
 def load_data(config):
     """Loads the dataset and applies the robustness transforms to the train split.
@@ -242,8 +268,11 @@ class EpochAccuracy(keras.callbacks.Callback):
 
 def standard_callbacks(config, model_dir, test_dataset=None, model_fn=None):
     """TensorBoard, exact resume (BackupAndRestore), per-epoch test accuracy."""
+    from keras_distill.callbacks import TrainedStateCheckpoint
+
     callbacks = [keras.callbacks.BackupAndRestore(os.path.join(model_dir, "backup"),
-                                                  delete_checkpoint=False)]
+                                                  delete_checkpoint=False),
+                 TrainedStateCheckpoint(os.path.join(model_dir, "checkpoints"))]
     tracker = None
     if test_dataset is not None and model_fn is not None:
         tracker = EpochAccuracy(model_fn, test_dataset)

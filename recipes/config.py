@@ -63,6 +63,7 @@ class RunConfig:
     strategy: str = "default"
     mixed_precision: str | None = None
     jit_compile: str = "auto"
+    teacher_cache: str = "auto"
     model_dir: str | None = None
     teacher_dir: str | None = None
     export: tuple = ()

@@ -117,7 +117,11 @@ def distill_student(config, splits, strategy, teacher, model_dir):
             options=dict(config.method_options), num_train_examples=len(splits.train),
             validation_data=validation_data, seed=config.seed)
         spec = methods.build(config.method, context)
-    train, validation, test = common.pipelines(config, splits, spec.side_inputs)
+    cache = teacher_cache(config, splits, teacher, spec) if teacher is not None else None
+    side_inputs = tuple(spec.side_inputs) + (("index",) if cache is not None else ())
+    train, validation, test = common.pipelines(config, splits, tuple(dict.fromkeys(side_inputs)))
+    if cache is not None:
+        train = cache.attach(train)
     with strategy.scope():
         if spec.model_builder is not None:
             model = spec.model_builder(context, spec)
@@ -140,6 +144,39 @@ def distill_student(config, splits, strategy, teacher, model_dir):
     return student, summary
 
 
+def teacher_cache(config, splits, teacher, spec):
+    """The teacher-output cache when --teacher_cache allows it (see keras_distill.teacher_cache).
+
+    `auto` caches the logits when the pipeline does not augment, the method reads no teacher
+    features on the batch and trains with the Distiller; `on` insists (and refuses an
+    augmented pipeline with the reason); `off` always runs the live teacher.
+    """
+    from keras_distill.data import is_deterministic
+    from keras_distill.teacher_cache import TeacherCache, TeacherCacheError
+
+    if config.teacher_cache == "off" or spec.model_builder is not None:
+        return None
+    taps = sorted({t for term in _terms(spec) if term.input_view is None
+                   for t in term.teacher_taps})
+    if config.teacher_cache == "auto" and (taps or not is_deterministic(config.augment)):
+        return None
+    try:
+        TeacherCache.check_pipeline(config.augment)
+    except TeacherCacheError as error:
+        raise common.ConfigError(f"--teacher_cache=on: {error}") from error
+    from keras_distill.data import make_dataset
+
+    ordered = make_dataset(*splits.train, batch_size=max(config.batch_size, 256),
+                           num_classes=splits.num_classes)
+    print(f"Caching the teacher's outputs {['logits'] + taps} on {len(splits.train)} "
+          "training examples (one inference pass instead of one per epoch).")
+    return TeacherCache.compute(teacher, ordered, taps=taps, verbose=config.verbose == 1)
+
+
+def _terms(spec):
+    return list(spec.terms.values()) if isinstance(spec.terms, dict) else list(spec.terms)
+
+
 def run(config: RunConfig):
     """Runs teacher (train or reuse), scratch baseline and distillation; returns results."""
     from keras_distill import methods
@@ -149,6 +186,7 @@ def run(config: RunConfig):
         methods.needs_teacher(config.method)  # unknown names fail before any work
     except ValueError as error:
         raise common.ConfigError(f"--method: {error}") from error
+    common.validate(config)
     common.prepare_model_dir(config.model_dir)
     common.write_json(os.path.join(config.model_dir, "config.json"), dataclasses.asdict(config))
     strategy = common.setup(config)

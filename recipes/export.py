@@ -10,7 +10,10 @@ python -m recipes.export --model=student.keras --dataset=fashion_mnist \
 
 `--model` is a `.keras` file or a run's model_dir (holding `student.keras`).
 Calibration examples come from the dataset's training split, the parity
-check and accuracies from its test split. The recipe prints a Markdown
+check and accuracies from its test split, both preprocessed as the training
+recipes feed the student (`--normalize=scale`: pixels to [0, 1], the
+default of `keras_distill.data.make_dataset`; `--normalize=none` for a
+student that normalises inside). The recipe prints a Markdown
 table (also written to `<output_dir>/table.md`) and exits non-zero when an
 artifact fails its parity check (2) or the arguments are refused (1).
 """
@@ -21,7 +24,7 @@ import dataclasses
 import os
 import sys
 
-from absl import app, flags
+from absl import app, flags, logging
 
 FLAGS = flags.FLAGS
 STUDENT_FILE = "student.keras"
@@ -48,6 +51,8 @@ class ExportConfig:
         dataset: Dataset name for `keras_distill.data.load`.
         data_dir: Where the dataset lives (passed to the loader).
         limit: Examples per split to load (smoke runs); `None` for all.
+        normalize: `"scale"` (pixels to [0, 1], as the training recipes feed
+            the student) or `"none"` (the student normalises inside).
         max_eval_examples: Evaluate on the first N test examples only.
         float_threshold: Minimum top-1 agreement of float formats.
         int8_threshold: Minimum top-1 agreement of int8 formats.
@@ -70,6 +75,7 @@ class ExportConfig:
     dataset: str | None = None
     data_dir: str | None = None
     limit: int | None = None
+    normalize: str = "scale"
     max_eval_examples: int | None = None
     float_threshold: float = 0.99
     int8_threshold: float = 0.97
@@ -86,22 +92,35 @@ class ExportConfig:
 
 
 def define_flags(flag_values=FLAGS):
-    """Defines the recipe's flags (called by `__main__`, or by tests on their own `FlagValues`)."""
-    defaults = ExportConfig()
-    flags.DEFINE_string("model", None, "A .keras file, or a model_dir holding student.keras.", flag_values=flag_values)
-    flags.DEFINE_string("output_dir", None, "Export directory (default <model_dir>/export).", flag_values=flag_values)
-    flags.DEFINE_list("formats", list(defaults.formats), "Comma-separated export formats.", flag_values=flag_values)
-    flags.DEFINE_integer("num_calibration", defaults.num_calibration, "Calibration examples for tflite_int8.", lower_bound=1, flag_values=flag_values)
-    flags.DEFINE_bool("overwrite", False, "Replace an existing export in --output_dir.", flag_values=flag_values)
-    flags.DEFINE_string("dataset", None, "Dataset for calibration (train split) and evaluation (test split).", flag_values=flag_values)
-    flags.DEFINE_string("data_dir", None, "Where the dataset lives.", flag_values=flag_values)
-    flags.DEFINE_integer("limit", None, "Examples per split to load (smoke runs).", flag_values=flag_values)
-    flags.DEFINE_integer("max_eval_examples", None, "Evaluate on the first N test examples only.", flag_values=flag_values)
-    flags.DEFINE_float("float_threshold", defaults.float_threshold, "Minimum top-1 agreement, float formats.", lower_bound=0.0, upper_bound=1.0, flag_values=flag_values)
-    flags.DEFINE_float("int8_threshold", defaults.int8_threshold, "Minimum top-1 agreement, int8 formats.", lower_bound=0.0, upper_bound=1.0, flag_values=flag_values)
-    flags.DEFINE_integer("num_threads", defaults.num_threads, "TFLite interpreter threads for latency.", flag_values=flag_values)
-    flags.DEFINE_integer("latency_runs", defaults.latency_runs, "Timed batch-1 calls per artifact.", lower_bound=1, flag_values=flag_values)
-    flags.DEFINE_integer("seed", defaults.seed, "Seed of the data split and calibration sample.", flag_values=flag_values)
+    """Defines the recipe's flags (by `__main__`, or by tests on their own `FlagValues`)."""
+    defaults, on = ExportConfig(), {"flag_values": flag_values}
+    flags.DEFINE_string("model", None, "A .keras file, or a model_dir holding student.keras.", **on)
+    flags.DEFINE_string("output_dir", None, "Export directory (default <model_dir>/export).", **on)
+    flags.DEFINE_list("formats", list(defaults.formats), "Comma-separated export formats.", **on)
+    flags.DEFINE_integer("num_calibration", defaults.num_calibration,
+                         "Calibration examples for tflite_int8.", lower_bound=1, **on)
+    flags.DEFINE_bool("overwrite", False, "Replace an existing export in --output_dir.", **on)
+    flags.DEFINE_string("dataset", None,
+                        "Dataset: calibration from its train split, evaluation on its test split.",
+                        **on)
+    flags.DEFINE_string("data_dir", None, "Where the dataset lives.", **on)
+    flags.DEFINE_integer("limit", None, "Examples per split to load (smoke runs).", **on)
+    flags.DEFINE_enum("normalize", defaults.normalize, ["scale", "none"],
+                      "Preprocessing the student was trained with: scale = pixels to [0, 1], "
+                      "none = the student normalises inside.", **on)
+    flags.DEFINE_integer("max_eval_examples", None, "Evaluate on the first N test examples.", **on)
+    flags.DEFINE_float("float_threshold", defaults.float_threshold,
+                       "Minimum top-1 agreement of float formats.", lower_bound=0.0,
+                       upper_bound=1.0, **on)
+    flags.DEFINE_float("int8_threshold", defaults.int8_threshold,
+                       "Minimum top-1 agreement of int8 formats.", lower_bound=0.0,
+                       upper_bound=1.0, **on)
+    flags.DEFINE_integer("num_threads", defaults.num_threads,
+                         "TFLite interpreter threads for the latency measure.", **on)
+    flags.DEFINE_integer("latency_runs", defaults.latency_runs,
+                         "Timed batch-1 calls per artifact.", lower_bound=1, **on)
+    flags.DEFINE_integer("seed", defaults.seed, "Seed of the data split and calibration sample.",
+                         **on)
 
 
 def config_from_flags(flag_values=FLAGS):
@@ -132,18 +151,23 @@ def load_student(config):
     """Loads the student `.keras` file (compile=False: only inference is needed)."""
     import keras
 
-    try:  # registers the model zoo's custom layers, if the zoo is installed
-        import keras_distill.models  # noqa: F401
-    except ImportError:
-        pass
     if not config.model:
-        raise RecipeError("--model is required: a .keras file or a model_dir holding student.keras.")
+        raise RecipeError(
+            "--model is required: a .keras file or a model_dir holding student.keras."
+        )
     path = student_path(config.model)
     if not os.path.isfile(path):
         raise FileNotFoundError(
-            f"No student at {path}: --model must be a .keras file or a model_dir holding {STUDENT_FILE}."
+            f"No student at {path}: --model must be a .keras file or a model_dir holding "
+            f"{STUDENT_FILE}."
         )
-    return keras.saving.load_model(path, compile=False)
+    try:
+        return keras.saving.load_model(path, compile=False)
+    except (TypeError, ValueError):
+        # Custom layers of the model zoo register when it is imported.
+        import keras_distill.models  # noqa: F401  pylint: disable=unused-import
+
+        return keras.saving.load_model(path, compile=False)
 
 
 def load_dataset(config):
@@ -159,7 +183,33 @@ def load_dataset(config):
     if config.limit is not None:
         kwargs["limit"] = config.limit
     dataset = data_lib.load(config.dataset, **kwargs)
-    return dataset.train, dataset.test
+    if not dataset.in_memory:
+        raise RecipeError(
+            f"{config.dataset} is streamed; the export recipe needs in-memory arrays."
+        )
+    return tuple(dataset.train), tuple(dataset.test)
+
+
+def preprocess(x, normalize):
+    """Inputs as the student takes them; returns `(x, description)`.
+
+    Args:
+        x: Raw images (uint8 0-255, or float).
+        normalize: `"scale"`: `(x - low) / (high - low)` with the pixel range
+            of `keras_distill.data.make_dataset` (0-255 for integer images,
+            else 0-1 or 0-255 from the values); `"none"`: unchanged.
+    """
+    import numpy as np
+
+    if normalize == "none":
+        return x, "none: raw pixels, the student normalises inside"
+    if normalize != "scale":
+        raise RecipeError(f"Unknown --normalize={normalize!r}; use scale or none.")
+    from keras_distill.data.pipeline import infer_value_range
+
+    low, high = infer_value_range(x)
+    scaled = (np.asarray(x, np.float32) - low) / (high - low)
+    return scaled, f"scale: (x - {low:g}) / {high - low:g}, pixels to [0, 1]"
 
 
 def run(config, student=None, train_data=None, eval_data=None):
@@ -168,9 +218,10 @@ def run(config, student=None, train_data=None, eval_data=None):
     Args:
         config: An `ExportConfig`.
         student: The Keras student; loaded from `config.model` if `None`.
-        train_data: `(x, y)` (or `x`) to draw calibration examples from;
-            loaded with `eval_data` from `config.dataset` if either is `None`.
-        eval_data: Held-out `(x, y)` for the parity check and accuracies.
+        train_data: Raw `(x, y)` to draw calibration examples from; loaded
+            with `eval_data` from `config.dataset` if either is `None`.
+        eval_data: Raw held-out `(x, y)` for the parity check and
+            accuracies. Both are preprocessed with `config.normalize`.
 
     Returns:
         The reports of `keras_distill.export.export_student`.
@@ -194,20 +245,26 @@ def run(config, student=None, train_data=None, eval_data=None):
 
     unknown = sorted(set(config.formats) - set(export.FORMATS))
     if unknown or not config.formats:
-        raise RecipeError(f"Unknown or no --formats {unknown}; choose from {','.join(export.FORMATS)}.")
+        raise RecipeError(
+            f"Unknown or no --formats {unknown}; choose from {','.join(export.FORMATS)}."
+        )
     output_dir = resolve_output_dir(config)
     export.prepare_output_dir(output_dir, overwrite=config.overwrite)  # fail fast
     if student is None:
         student = load_student(config)
     if train_data is None or eval_data is None:
         train_data, eval_data = load_dataset(config)
+    train_x, _ = train_data
+    eval_x, eval_y = eval_data
+    train_x, description = preprocess(_calibration_pool(train_x, config), config.normalize)
+    eval_x, _ = preprocess(eval_x, config.normalize)
     try:
         reports = export.export_student(
             student,
             output_dir,
             formats=config.formats,
-            calibration_data=train_data,
-            eval_data=eval_data,
+            calibration_data=train_x,
+            eval_data=(eval_x, eval_y),
             overwrite=True,  # refusal was decided above; this removes nothing new
             thresholds=config.thresholds(),
             num_calibration=config.num_calibration,
@@ -215,12 +272,22 @@ def run(config, student=None, train_data=None, eval_data=None):
             num_threads=config.num_threads,
             latency_runs=config.latency_runs,
             seed=config.seed,
+            preprocessing=description,
         )
     except export.ExportParityError as error:
         _print_table(error.reports, output_dir)
         raise
     _print_table(reports, output_dir)
     return reports
+
+
+def _calibration_pool(train_x, config):
+    """The calibration candidates: a seeded sample, so all of train is never copied."""
+    import numpy as np
+
+    count = min(len(train_x), config.num_calibration)
+    indices = np.sort(np.random.default_rng(config.seed).choice(len(train_x), count, replace=False))
+    return train_x[indices]
 
 
 def _print_table(reports, output_dir):
@@ -236,6 +303,8 @@ def main(argv, flag_values=FLAGS):
     """Thin entry point: flags -> config -> `run`; returns the exit code."""
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    if "verbosity" in flag_values and not flag_values["verbosity"].present:
+        logging.set_verbosity(logging.WARNING)  # TF's SavedModel INFO lines drown the table
     from keras_distill.export import ExportParityError
 
     config = config_from_flags(flag_values)

@@ -37,6 +37,9 @@ def define_flags():
     flags.DEFINE_enum("mixed_precision", None, ["mixed_float16", "mixed_bfloat16"],
                       "Mixed precision policy (distillation maths stays float32).")
     flags.DEFINE_enum("jit_compile", "auto", ["auto", "true", "false"], "XLA for the step.")
+    flags.DEFINE_enum("teacher_cache", "auto", ["auto", "on", "off"],
+                      "Precompute the teacher's logits once (auto: when the pipeline does not "
+                      "augment and no method reads teacher features).")
     flags.DEFINE_string("model_dir", None, "Output folder (default runs/<dataset>-<method>-...).")
     flags.DEFINE_string("teacher_dir", None, "Where trained teachers are cached for reuse.")
     flags.DEFINE_list("export", [], "Export formats: saved_model,tflite_float32,tflite_float16,"
@@ -64,7 +67,8 @@ def config_from_flags():
         weight_decay=FLAGS.weight_decay, lr_schedule=FLAGS.lr_schedule, lr_decay_epochs=decay,
         lr_decay_rate=FLAGS.lr_decay_rate, augment=FLAGS.augment,
         validation_split=FLAGS.validation_split, limit=FLAGS.limit, strategy=FLAGS.strategy,
-        mixed_precision=FLAGS.mixed_precision, jit_compile=jit, model_dir=FLAGS.model_dir,
+        mixed_precision=FLAGS.mixed_precision, jit_compile=jit,
+        teacher_cache=FLAGS.teacher_cache, model_dir=FLAGS.model_dir,
         teacher_dir=FLAGS.teacher_dir, export=tuple(FLAGS.export), overwrite=FLAGS.overwrite,
         baseline=FLAGS.baseline, seed=FLAGS.seed, smoke=FLAGS.smoke,
         method_options=parse_options(FLAGS.method_options), verbose=FLAGS.verbose,

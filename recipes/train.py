@@ -54,6 +54,7 @@ def train_model(model_name, config, splits, strategy, epochs, model_dir, role="s
 def run(config: RunConfig):
     """Trains `config.student` on labels and returns the results dict."""
     config = config.resolve()
+    common.validate(config, roles=("student",))
     common.prepare_model_dir(config.model_dir)
     common.write_json(os.path.join(config.model_dir, "config.json"), dataclasses.asdict(config))
     strategy = common.setup(config)

@@ -1,5 +1,6 @@
 """Callbacks that change distillation during training by assigning variables."""
 
+from keras_distill.callbacks.checkpoint import TrainedStateCheckpoint
 from keras_distill.callbacks.variable_schedule import VariableSchedule
 
-__all__ = ["VariableSchedule"]
+__all__ = ["TrainedStateCheckpoint", "VariableSchedule"]

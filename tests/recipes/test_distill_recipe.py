@@ -1,0 +1,98 @@
+"""Smoke runs of recipes/train.py and recipes/distill.py, and their errors."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from recipes import common, distill, train
+from recipes.config import RunConfig, parse_options
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _config(tmp_path, **overrides):
+    values = dict(limit=300, epochs=1, teacher_epochs=1, batch_size=64, verbose=0,
+                  model_dir=str(tmp_path / "run"), teacher_dir=str(tmp_path / "teachers"))
+    values.update(overrides)
+    return RunConfig(**values)
+
+
+def test_distill_smoke_writes_every_artifact_and_reuses_the_teacher(tmp_path):
+    results = distill.run(_config(tmp_path))
+    run = tmp_path / "run"
+    for name in ("config.json", "results.json", "student.keras", "history.csv"):
+        assert (run / name).exists(), name
+    assert list((run / "tensorboard").rglob("events.out.tfevents.*"))
+    assert list((run / "checkpoints").glob("trained-1.index"))
+    assert (run / "scratch" / "history.csv").exists()
+    saved = json.loads((run / "results.json").read_text())
+    assert saved["teacher"]["reused"] is False
+    for part in ("scratch", "student"):
+        accuracy = saved[part]["test_accuracy"]
+        assert 0.0 <= accuracy["last"] <= accuracy["best"] <= 1.0
+        assert 0.0 <= saved[part]["agreement_with_teacher"] <= 1.0
+    assert json.loads((run / "config.json").read_text())["method"] == "kd"
+    assert results["student"]["params"] < results["teacher"]["params"]
+    again = distill.run(_config(tmp_path, model_dir=str(tmp_path / "run2"), baseline=False))
+    assert again["teacher"]["reused"] is True
+    assert "scratch" not in again
+
+
+def test_train_recipe_smoke(tmp_path):
+    results = train.run(_config(tmp_path, student="fmnist_student"))
+    assert (tmp_path / "run" / "model.keras").exists()
+    assert results["params"] > 0 and 0 <= results["test_accuracy"]["last"] <= 1
+
+
+def test_label_noise_run_records_the_transform(tmp_path):
+    results = distill.run(_config(tmp_path, label_noise=0.4, baseline=False,
+                                  validation_split=0.0))
+    assert results["transforms"]["label_noise"]["num_flipped"] == round(0.4 * 300)
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (dict(dataset="fashion_minst"), "fashion_mnist"),
+    (dict(student="resnet9000"), "--student"),
+    (dict(method="kd_pluss"), "--method: Unknown method 'kd_pluss'"),
+    (dict(lr_schedule="warp"), "--lr_schedule must be"),
+])
+def test_bad_configuration_is_refused_clearly(tmp_path, overrides, message):
+    with pytest.raises(Exception, match=message):
+        distill.run(_config(tmp_path, baseline=False, **overrides))
+
+
+def test_teacher_with_another_class_count_is_refused(tmp_path):
+    import keras
+    from keras_distill import models
+
+    path = tmp_path / "teacher100.keras"
+    models.get("fmnist_teacher_small", num_classes=100, input_shape=(28, 28, 1)).save(path)
+    with pytest.raises(common.ConfigError, match="predicts 100 classes but fashion_mnist has 10"):
+        distill.run(_config(tmp_path, teacher=str(path), baseline=False))
+    del keras
+
+
+def test_unwritable_model_dir_is_refused_before_training(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(common.ConfigError, match="is not writable"):
+        distill.run(_config(tmp_path, model_dir=str(blocker / "run")))
+
+
+def test_method_options_parsing():
+    assert parse_options("temperature=2, mode=top_k") == {"temperature": "2", "mode": "top_k"}
+    with pytest.raises(ValueError, match="not key=value"):
+        parse_options("temperature")
+
+
+def test_command_line_lists_methods_and_rejects_bad_flags():
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    listed = subprocess.run([sys.executable, "-m", "recipes.distill", "--list_methods"],
+                            cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert listed.returncode == 0 and "kd " in listed.stdout
+    bad = subprocess.run([sys.executable, "-m", "recipes.distill", "--strategy=gpu_cluster"],
+                         cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert bad.returncode != 0 and "strategy" in bad.stderr
