@@ -156,7 +156,10 @@ def pipelines(config, splits, side_inputs=()):
     unknown = set(side_inputs) - {"index"}
     if unknown:
         raise ConfigError(f"The recipe data pipeline cannot provide side inputs {unknown}.")
-    common = dict(batch_size=config.batch_size, num_classes=splits.num_classes)
+    # MixUp / CutMix yield soft labels: every split then uses one-hot labels (and the
+    # recipes a loss that takes them), so the compiled metrics see one label format.
+    soft = bool(getattr(data.get_augmentation(config.augment), "soft_labels", False))
+    common = dict(batch_size=config.batch_size, num_classes=splits.num_classes, one_hot=soft)
     train = data.make_dataset(*splits.train, training=True, augment=config.augment,
                               seed=config.seed, with_index="index" in side_inputs, **common)
     validation = data.make_dataset(*splits.validation, **common) \

@@ -102,8 +102,11 @@ def write_idx(path: str, array: np.ndarray) -> None:
     """
     array = np.asarray(array)
     code = next(
-        (code for code, dtype in _IDX_DTYPES.items()
-         if (dtype.kind, dtype.itemsize) == (array.dtype.kind, array.dtype.itemsize)),
+        (
+            code
+            for code, dtype in _IDX_DTYPES.items()
+            if (dtype.kind, dtype.itemsize) == (array.dtype.kind, array.dtype.itemsize)
+        ),
         None,
     )
     if code is None:
@@ -237,7 +240,9 @@ def load_mnist_like(name: str, data_dir: Optional[str] = None, download: bool = 
         tried.append(f"keras.datasets.{name}.load_data(): skipped (download=False)")
 
     files = ", ".join(f"{base}[.gz]" for base in IDX_FILE_NAMES.values())
-    ways = [f"(1) pass --data_dir (data_dir=...) pointing at a folder with the 4 IDX files: {files}"]
+    ways = [
+        f"(1) pass --data_dir (data_dir=...) pointing at a folder with the 4 IDX files: {files}"
+    ]
     if fashion:
         ways.append(
             "(2) on Debian/Ubuntu: `apt-get install dataset-fashion-mnist` "

@@ -4,10 +4,12 @@ Small datasets (fixed image shape, at most `max_in_memory_bytes` of uint8
 training images: CIFAR-10/100, SVHN, ...) are materialised to numpy so the
 training-set transforms can act on their labels. Large ones (ImageNet, or any
 dataset whose images vary in size) stay `tf.data.Dataset` pipelines of
-unbatched `(image, label)` pairs, resized to `image_size`.
+unbatched `(image, label)` pairs, resized to `image_size`. `in_memory=True`
+/ `False` overrides the choice.
 
 Split names: the training data is TFDS's `"train"`; the test split is TFDS's
-`"test"`, or its `"validation"` when there is no `"test"` (ImageNet). Our
+`"test"`, or its `"validation"` when there is no `"test"` or when the test
+split has no labels (ImageNet: `imagenet2012*` names). Our
 validation split is always carved from `"train"`.
 """
 
@@ -104,13 +106,24 @@ def load_tfds(
     if class_names == [str(i) for i in range(num_classes)] and base_name in KNOWN_CLASS_NAMES:
         class_names = list(KNOWN_CLASS_NAMES[base_name])  # names appear only once prepared
 
-    available = set(info.splits.keys()) or {"train", "test"}  # empty before preparation
+    available = set(info.splits.keys()) or {
+        "train",
+        "test",
+        "validation",
+    }  # empty before preparation
+    if base_name.startswith("imagenet2012"):
+        available.discard("test")  # TFDS's ImageNet test split has no labels (-1)
     if "train" not in available:
         raise DataError(
             f"TFDS dataset {name!r} has no 'train' split (it has: "
             f"{', '.join(sorted(available))}); this loader carves validation from 'train'."
         )
-    test_name = "test" if "test" in available else ("validation" if "validation" in available else None)
+    if info.splits or base_name.startswith("imagenet2012"):
+        test_name = (
+            "test" if "test" in available else ("validation" if "validation" in available else None)
+        )
+    else:
+        test_name = "test"
     split_sizes = {key: split.num_examples for key, split in info.splits.items()}
 
     fixed_shape = len(image_shape) == 3 and all(d is not None for d in image_shape)
@@ -127,7 +140,7 @@ def load_tfds(
     input_shape = (resize_to or tuple(image_shape[:2])) + (int(channels),)
 
     if in_memory is None:
-        if not fixed_shape and image_size is None:
+        if not fixed_shape:  # images of varying size: ImageNet-like, stream them
             in_memory = False
         else:
             estimated = split_sizes.get("train", 0) * int(np.prod(input_shape))
@@ -175,6 +188,12 @@ def load_tfds(
         x_test = y_test = None
         if test_spec:
             x_test, y_test = _to_numpy(load_split(test_spec, limit), f"{name} {test_spec}")
+            if y_test.min() < 0:
+                raise DataError(
+                    f"TFDS split {test_name!r} of {name!r} has no labels (label -1). Use "
+                    "a dataset with a labelled test split, or load it with tfds yourself "
+                    "and pass arrays to from_arrays(...)."
+                )
         return build_array_splits(
             name,
             x_train,
