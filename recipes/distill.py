@@ -244,7 +244,8 @@ def export(config, splits, student):
         student, os.path.join(config.model_dir, "export"), formats=config.export,
         calibration_data=x_train.astype("float32") / scale,
         eval_data=(splits.test.x.astype("float32") / scale, splits.test.y),
-        overwrite=config.overwrite)
+        overwrite=config.overwrite,
+        preprocessing="x / 255 (float32 in [0, 1])" if scale == 255.0 else None)
 
 
 def main(argv):

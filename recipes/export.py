@@ -190,14 +190,16 @@ def load_dataset(config):
     return tuple(dataset.train), tuple(dataset.test)
 
 
-def preprocess(x, normalize):
+def preprocess(x, normalize, value_range=None):
     """Inputs as the student takes them; returns `(x, description)`.
 
     Args:
         x: Raw images (uint8 0-255, or float).
-        normalize: `"scale"`: `(x - low) / (high - low)` with the pixel range
-            of `keras_distill.data.make_dataset` (0-255 for integer images,
-            else 0-1 or 0-255 from the values); `"none"`: unchanged.
+        normalize: `"scale"`: `(x - low) / (high - low)`, as
+            `keras_distill.data.make_dataset` feeds the training recipes'
+            students; `"none"`: unchanged.
+        value_range: `(low, high)`; default inferred as `make_dataset` does
+            (0-255 for integer images, else 0-1 or 0-255 from the values).
     """
     import numpy as np
 
@@ -205,9 +207,11 @@ def preprocess(x, normalize):
         return x, "none: raw pixels, the student normalises inside"
     if normalize != "scale":
         raise RecipeError(f"Unknown --normalize={normalize!r}; use scale or none.")
-    from keras_distill.data.pipeline import infer_value_range
+    if value_range is None:
+        from keras_distill.data.pipeline import infer_value_range
 
-    low, high = infer_value_range(x)
+        value_range = infer_value_range(x)
+    low, high = value_range
     scaled = (np.asarray(x, np.float32) - low) / (high - low)
     return scaled, f"scale: (x - {low:g}) / {high - low:g}, pixels to [0, 1]"
 
@@ -256,8 +260,15 @@ def run(config, student=None, train_data=None, eval_data=None):
         train_data, eval_data = load_dataset(config)
     train_x, _ = train_data
     eval_x, eval_y = eval_data
-    train_x, description = preprocess(_calibration_pool(train_x, config), config.normalize)
-    eval_x, _ = preprocess(eval_x, config.normalize)
+    value_range = None
+    if config.normalize == "scale":  # one range for both splits, from the training data
+        from keras_distill.data.pipeline import infer_value_range
+
+        value_range = infer_value_range(train_x)
+    train_x, description = preprocess(
+        _calibration_pool(train_x, config), config.normalize, value_range
+    )
+    eval_x, _ = preprocess(eval_x, config.normalize, value_range)
     try:
         reports = export.export_student(
             student,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import types
 
 import keras
 import numpy as np
@@ -108,7 +109,11 @@ def test_every_format_round_trips_and_passes_parity(exported, data):
         assert parity["top1_agreement"] >= export.DEFAULT_THRESHOLDS[format]
         assert abs(report["accuracy"] - np.mean(logits.argmax(-1) == y)) < 1e-9
         assert report["size_bytes"] > 0 and report["latency_ms_per_example"] > 0
-        assert report["student_input"] == {"name": "image", "shape": [None, 28, 28, 1], "dtype": "float32"}
+        assert report["student_input"] == {
+            "name": "image",
+            "shape": [None, 28, 28, 1],
+            "dtype": "float32",
+        }
     with open(os.path.join(output_dir, "reports.json")) as file:
         assert json.load(file) == reports
     # Float formats reproduce the logits closely; int8 ones approximately.
@@ -121,7 +126,10 @@ def test_int8_model_has_int8_input_and_output_with_recorded_quantisation(exporte
     report = reports["tflite_int8"]
     interpreter_class, _ = tflite_interpreter_class()
     interpreter = interpreter_class(model_path=report["path"])
-    (input_detail,), (output_detail,) = interpreter.get_input_details(), interpreter.get_output_details()
+    (input_detail,), (output_detail,) = (
+        interpreter.get_input_details(),
+        interpreter.get_output_details(),
+    )
     assert input_detail["dtype"] == np.int8 and output_detail["dtype"] == np.int8
     assert report["input"]["dtype"] == report["output"]["dtype"] == "int8"
     input_scale, input_zero_point = input_detail["quantization"]
@@ -139,7 +147,9 @@ def test_int8_model_has_int8_input_and_output_with_recorded_quantisation(exporte
     output_scale, output_zero_point = output_detail["quantization"]
     raw = interpreter.get_tensor(output_detail["index"]).astype(np.float32)
     expected = (raw - output_zero_point) * output_scale
-    np.testing.assert_allclose(export.load_artifact(report["path"]).predict(x), expected, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(
+        export.load_artifact(report["path"]).predict(x), expected, rtol=0, atol=1e-6
+    )
     # Every other TFLite format keeps float32 I/O.
     for format in ("tflite_float32", "tflite_float16", "tflite_dynamic_int8"):
         assert reports[format]["input"]["dtype"] == reports[format]["output"]["dtype"] == "float32"
@@ -163,7 +173,12 @@ def test_saved_model_has_a_float32_serving_signature(exported, student, data):
     loaded = tf.saved_model.load(reports["saved_model"]["path"])
     serving = loaded.signatures["serving_default"]
     _, inputs = serving.structured_input_signature
-    assert inputs["image"].dtype == tf.float32 and inputs["image"].shape.as_list() == [None, 28, 28, 1]
+    assert inputs["image"].dtype == tf.float32 and inputs["image"].shape.as_list() == [
+        None,
+        28,
+        28,
+        1,
+    ]
     x = data["test"][0][:4].astype("float32")
     (logits,) = serving(image=tf.constant(x)).values()
     np.testing.assert_allclose(logits.numpy(), student.predict(x, verbose=0), atol=1e-5)
@@ -178,7 +193,9 @@ def test_saved_model_holds_exactly_the_students_variables(exported, student, tmp
     loaded = tf.saved_model.load(reports["saved_model"]["path"])
     names = saved_model_variable_names(reports["saved_model"]["path"])
     assert names == sorted(weight.path for weight in student.weights)
-    assert sum(int(np.prod(variable.shape)) for variable in loaded.variables) == student.count_params()
+    assert (
+        sum(int(np.prod(variable.shape)) for variable in loaded.variables) == student.count_params()
+    )
     student_layers = {layer.name for layer in student.layers}
     assert {name.split("/")[0] for name in names} <= student_layers
 
@@ -200,7 +217,12 @@ def test_saved_model_holds_exactly_the_students_variables(exported, student, tmp
     assert len(leaky) == len(student.weights) + len(teacher.weights) != len(names)
     # ...which is why export_student refuses such a model outright.
     with pytest.raises(TypeError, match=r"holds a teacher.*distiller\.student"):
-        export.export_student(wrapper, str(tmp_path / "refused"), formats=["saved_model"], eval_data=np.zeros((2, 28, 28, 1)))
+        export.export_student(
+            wrapper,
+            str(tmp_path / "refused"),
+            formats=["saved_model"],
+            eval_data=np.zeros((2, 28, 28, 1)),
+        )
 
 
 def test_tflite_constants_are_bounded_by_the_students_weights(exported, student):
@@ -208,7 +230,9 @@ def test_tflite_constants_are_bounded_by_the_students_weights(exported, student)
     student_bytes = 4 * student.count_params()  # float32
     for format in export.TFLITE_FORMATS:
         model = flatbuffer_utils.read_model(reports[format]["path"])
-        constant_bytes = sum(len(buffer.data) for buffer in model.buffers if buffer.data is not None)
+        constant_bytes = sum(
+            len(buffer.data) for buffer in model.buffers if buffer.data is not None
+        )
         tensor_count = sum(len(subgraph.tensors) for subgraph in model.subgraphs)
         assert constant_bytes <= student_bytes + 512, format
         assert tensor_count <= 4 * len(student.layers) + 8, format
@@ -221,18 +245,26 @@ def test_parity_check_fails_on_a_tflite_file_of_a_perturbed_model(student, data,
     saved_model_dir = export.write_saved_model(perturbed, tmp_path / "perturbed_saved_model")
     path = tmp_path / "perturbed.tflite"
     path.write_bytes(export.convert_to_tflite(saved_model_dir, "tflite_float32"))
-    with pytest.raises(export.ExportParityError, match=r"tflite_float32: top-1 agreement 0\.\d+ .* under the threshold 0\.99") as caught:
+    with pytest.raises(
+        export.ExportParityError,
+        match=r"tflite_float32: top-1 agreement 0\.\d+ .* under the threshold 0\.99",
+    ) as caught:
         export.check_parity(path, student, data["test"], format="tflite_float32")
     assert not caught.value.reports["tflite_float32"]["parity"]["passed"]
     # The genuine model's SavedModel, for contrast, passes.
-    assert export.check_parity(saved_model_dir, perturbed, data["test"])["parity"]["top1_agreement"] == 1.0
+    assert (
+        export.check_parity(saved_model_dir, perturbed, data["test"])["parity"]["top1_agreement"]
+        == 1.0
+    )
 
 
 def test_parity_check_fails_on_a_saved_model_of_another_model(student, data, tmp_path):
     keras.utils.set_random_seed(1)
     other = tiny_student("other")  # untrained, same input and output shapes
     path = export.write_saved_model(other, tmp_path / "other")
-    with pytest.raises(export.ExportParityError, match=r"saved_model: top-1 agreement .* under the threshold 0\.99"):
+    with pytest.raises(
+        export.ExportParityError, match=r"saved_model: top-1 agreement .* under the threshold 0\.99"
+    ):
         export.check_parity(path, student, data["test"], format="saved_model")
 
 
@@ -259,7 +291,10 @@ def test_export_student_raises_after_writing_reports_when_a_conversion_is_broken
 def test_an_existing_export_is_refused_unless_overwrite(exported, student, data, tmp_path):
     output_dir, reports = exported
     before = os.path.getmtime(reports["tflite_int8"]["path"])
-    with pytest.raises(FileExistsError, match=r"already holds an export .*overwrite=True \(recipe flag --overwrite\)"):
+    with pytest.raises(
+        FileExistsError,
+        match=r"already holds an export .*overwrite=True \(recipe flag --overwrite\)",
+    ):
         export.export_student(student, output_dir, formats=["saved_model"], eval_data=data["test"])
     assert os.path.getmtime(reports["tflite_int8"]["path"]) == before
 
@@ -268,11 +303,33 @@ def test_an_existing_export_is_refused_unless_overwrite(exported, student, data,
     stale.parent.mkdir()
     stale.write_bytes(b"stale")
     (tmp_path / "notes.txt").write_text("keep me")
+    split = types.SimpleNamespace(x=data["test"][0], y=data["test"][1])  # like data.ArraySplit
     new_reports = export.export_student(
-        student, tmp_path, formats=["saved_model"], eval_data=data["test"], overwrite=True, latency_runs=1
+        student, tmp_path, formats=["saved_model"], eval_data=split, overwrite=True, latency_runs=1
     )
+    assert new_reports["saved_model"]["accuracy"] == reports["saved_model"]["accuracy"]
     assert list(new_reports) == ["saved_model"]
     assert not stale.parent.exists() and (tmp_path / "notes.txt").read_text() == "keep me"
+
+
+def test_a_mixed_bfloat16_student_is_exported_as_a_float32_copy(data, tmp_path):
+    # TFLite has no bfloat16 kernels: converting the student as is fails.
+    inputs = keras.Input((28, 28, 1), name="image")
+    x = keras.layers.Conv2D(4, 3, strides=2, activation="relu", dtype="mixed_bfloat16")(inputs)
+    x = keras.layers.Flatten(dtype="mixed_bfloat16")(x)
+    mixed = keras.Model(inputs, keras.layers.Dense(NUM_CLASSES, dtype="float32")(x))
+    x_test, y_test = data["test"]
+    reports = export.export_student(
+        mixed,
+        tmp_path,
+        formats="tflite_float32",
+        eval_data=(x_test / 255.0, y_test),
+        latency_runs=1,
+    )
+    report = reports["tflite_float32"]
+    assert report["exported_precision"] == "float32 copy of a mixed_bfloat16 model"
+    assert report["parity"]["passed"] and report["input"]["dtype"] == "float32"
+    assert mixed.layers[1].dtype_policy.name == "mixed_bfloat16"  # the student is untouched
 
 
 def test_argument_errors_are_clear(student, data, tmp_path):
@@ -283,7 +340,9 @@ def test_argument_errors_are_clear(student, data, tmp_path):
     with pytest.raises(ValueError, match="needs data"):
         export.export_student(student, tmp_path, formats=["saved_model"])
     with pytest.raises(ValueError, match="Threshold for tflite_int8 must be in"):
-        export.export_student(student, tmp_path, eval_data=data["test"], thresholds={"tflite_int8": 97})
+        export.export_student(
+            student, tmp_path, eval_data=data["test"], thresholds={"tflite_int8": 97}
+        )
     assert not os.listdir(tmp_path)  # nothing written before the arguments are checked
 
 

@@ -19,6 +19,7 @@ from keras_distill.export.convert import (
     FORMATS,
     TFLITE_FORMATS,
     convert_to_tflite,
+    float32_model,
     write_saved_model,
 )
 from keras_distill.export.exporter import (
@@ -48,6 +49,7 @@ __all__ = [
     "compare_logits",
     "convert_to_tflite",
     "export_student",
+    "float32_model",
     "format_table",
     "load_artifact",
     "prepare_output_dir",

@@ -9,6 +9,7 @@ time fails here, at conversion, not on the device.
 
 from __future__ import annotations
 
+import keras
 import numpy as np
 import tensorflow as tf
 
@@ -30,6 +31,62 @@ FORMAT_DESCRIPTIONS = {
     "tflite_dynamic_int8": "TFLite, int8 weights, float activations and I/O (dynamic range)",
     "tflite_int8": "TFLite, full integer: int8 weights, activations, input and output",
 }
+
+
+HALF_PRECISION_POLICIES = ("mixed_bfloat16", "mixed_float16", "bfloat16", "float16")
+
+
+def _policy_names(config):
+    """Names of every dtype policy in a serialised Keras object."""
+    if isinstance(config, dict):
+        if str(config.get("class_name", "")).endswith("DTypePolicy"):
+            return {config.get("config", {}).get("name")}
+        return set().union(*(_policy_names(value) for value in config.values()))
+    if isinstance(config, list):
+        return set().union(set(), *(_policy_names(value) for value in config))
+    return set()
+
+
+def _to_float32_policies(config):
+    if isinstance(config, dict):
+        if str(config.get("class_name", "")).endswith("DTypePolicy"):
+            name = config.get("config", {}).get("name")
+            return "float32" if name in HALF_PRECISION_POLICIES else config
+        return {key: _to_float32_policies(value) for key, value in config.items()}
+    if isinstance(config, list):
+        return [_to_float32_policies(value) for value in config]
+    return config
+
+
+def float32_model(model):
+    """A float32 copy of a model trained under a mixed-precision policy.
+
+    TFLite has no bfloat16 kernels and converts float16 compute poorly, so a
+    student trained with `mixed_bfloat16` / `mixed_float16` is exported as
+    the same architecture and weights (the variables are float32 already)
+    computing in float32. Layer and weight names are unchanged.
+
+    Args:
+        model: A functional or sequential `keras.Model`.
+
+    Returns:
+        `(model_to_export, note)`: `model` itself and `"float32"` when no
+        layer computes in half precision, else the copy and a note naming
+        the policies replaced.
+
+    Example:
+
+    ```python
+    exported, note = float32_model(student)  # note: "float32 copy of a mixed_bfloat16 model"
+    ```
+    """
+    config = keras.saving.serialize_keras_object(model)
+    half = sorted(_policy_names(config) & set(HALF_PRECISION_POLICIES))
+    if not half:
+        return model, "float32"
+    copy = keras.saving.deserialize_keras_object(_to_float32_policies(config))
+    copy.set_weights(model.get_weights())
+    return copy, f"float32 copy of a {', '.join(half)} model"
 
 
 def write_saved_model(model, path):

@@ -15,6 +15,7 @@ from keras_distill.export.convert import (
     FORMATS,
     TFLITE_FORMATS,
     convert_to_tflite,
+    float32_model,
     write_saved_model,
 )
 from keras_distill.export.parity import evaluate_runner, raise_for_failures, resolve_thresholds
@@ -78,7 +79,9 @@ def _size_bytes(path):
     if os.path.isfile(path):
         return os.path.getsize(path)
     return sum(
-        os.path.getsize(os.path.join(root, name)) for root, _, names in os.walk(path) for name in names
+        os.path.getsize(os.path.join(root, name))
+        for root, _, names in os.walk(path)
+        for name in names
     )
 
 
@@ -88,7 +91,9 @@ def _normalise_formats(formats):
     formats = list(dict.fromkeys(formats))  # unique, in order
     unknown = [name for name in formats if name not in FORMATS]
     if unknown or not formats:
-        raise ValueError(f"Unknown or no export formats {unknown or formats}; choose from {FORMATS}.")
+        raise ValueError(
+            f"Unknown or no export formats {unknown or formats}; choose from {FORMATS}."
+        )
     return [name for name in FORMATS if name in formats]
 
 
@@ -97,8 +102,8 @@ def _check_student(student):
         raise TypeError(f"export_student needs a keras.Model, got {type(student).__name__}.")
     if isinstance(getattr(student, "teacher", None), keras.Model):
         raise TypeError(
-            f"{type(student).__name__} {student.name!r} holds a teacher (a Distiller?): exporting it "
-            "would ship the teacher and the adapters. Pass the student alone, e.g. "
+            f"{type(student).__name__} {student.name!r} holds a teacher (a Distiller?): "
+            "exporting it would ship the teacher and the adapters. Pass the student alone, e.g. "
             "export_student(distiller.student, ...)."
         )
     if not student.built:
@@ -120,9 +125,11 @@ def _student_input_spec(student):
 
 
 def _inputs_of(data):
-    """`x` from an array or an `(x, y)` pair; labels or `None`."""
+    """`(x, labels or None)` from `x`, an `(x, y)` pair or a split with `.x`/`.y`."""
     if isinstance(data, (tuple, list)) and len(data) == 2:
         return data[0], data[1]
+    if hasattr(data, "x") and hasattr(data, "y"):  # keras_distill.data.ArraySplit
+        return data.x, data.y
     return data, None
 
 
@@ -148,6 +155,7 @@ def export_student(
     latency_runs=50,
     batch_size=256,
     seed=0,
+    preprocessing=None,
 ):
     """Exports a trained student to SavedModel / TFLite and checks each artifact.
 
@@ -156,6 +164,10 @@ def export_student(
     write `<output_dir>/<format>/report.json`; then `<output_dir>/reports.json`
     with all of them. Only `student` is exported: pass `distiller.student`,
     never the Distiller, whose teacher and adapters must not ship.
+
+    A student trained under a mixed-precision policy is exported as a
+    float32 copy (same weights): TFLite has no bfloat16 kernels. Its parity
+    is still measured against the student as trained.
 
     Inputs stay as the Keras student takes them: float32 (uint8 images are
     cast, not rescaled; put normalisation inside the student, e.g. a
@@ -186,11 +198,16 @@ def export_student(
         latency_runs: Timed batch-1 calls per artifact (median reported).
         batch_size: Batch size for the accuracy / parity runs.
         seed: Seed of the calibration sample.
+        preprocessing: How callers turn raw data into the student's input,
+            e.g. `"x / 255 (uint8 pixels to [0, 1])"`; recorded in every
+            report next to the observed `input_range`. `None` records
+            "none": the artifact takes what the data holds.
 
     Returns:
         `dict[format, report]`; a report holds `format`, `path`,
         `size_bytes`, `input`/`output` specs (name, shape, dtype,
-        quantization), `student_input`, `parity` (`examples`,
+        quantization), `student_input`, `preprocessing`, `input_range`
+        (min / max of the evaluation inputs), `parity` (`examples`,
         `max_abs_logit_difference`, `top1_agreement`, `threshold`, `passed`),
         `accuracy`, `keras_accuracy`, `latency_ms_per_example`, `latency`
         (how it was measured), `num_calibration` and `versions`.
@@ -229,7 +246,8 @@ def export_student(
     if eval_data is None:
         if calibration_x is None:
             raise ValueError(
-                "The parity check needs data: pass eval_data=(x_test, y_test) (or calibration_data)."
+                "The parity check needs data: pass eval_data=(x_test, y_test) "
+                "(or calibration_data)."
             )
         eval_data = calibration_x
     eval_x, eval_y = _inputs_of(eval_data)
@@ -237,6 +255,8 @@ def export_student(
         eval_x = eval_x[:max_eval_examples]
         eval_y = None if eval_y is None else eval_y[:max_eval_examples]
     eval_x = np.asarray(eval_x, dtype=np.float32)
+    if len(eval_x) == 0:
+        raise ValueError("eval_data is empty: the parity check needs held-out examples.")
     calibration_examples = None
     if "tflite_int8" in formats:
         calibration_examples = np.asarray(_sample(calibration_x, num_calibration, seed), np.float32)
@@ -245,24 +265,30 @@ def export_student(
     prepare_output_dir(output_dir, overwrite=overwrite)
 
     reference_logits = np.asarray(student.predict(eval_x, batch_size=batch_size, verbose=0))
+    model_to_export, exported_precision = float32_model(student)
     common = {
+        "exported_precision": exported_precision,
         "student_input": _student_input_spec(student),
+        "preprocessing": preprocessing or "none",
+        "input_range": {"min": float(eval_x.min()), "max": float(eval_x.max())},
         "student_parameters": int(student.count_params()),
         "versions": {"tensorflow": tf.__version__, "keras": keras.__version__},
     }
     reports = {}
     with tempfile.TemporaryDirectory() as scratch:
         if "saved_model" in formats:
-            saved_model_dir = write_saved_model(student, artifact_path(output_dir, "saved_model"))
+            saved_model_dir = write_saved_model(
+                model_to_export, artifact_path(output_dir, "saved_model")
+            )
         else:  # the TFLite converter reads a SavedModel: write a throw-away one
-            saved_model_dir = write_saved_model(student, os.path.join(scratch, "saved_model"))
+            scratch_dir = os.path.join(scratch, "saved_model")
+            saved_model_dir = write_saved_model(model_to_export, scratch_dir)
         for format in formats:
             path = artifact_path(output_dir, format)
             if format in TFLITE_FORMATS:
-                flatbuffer = convert_to_tflite(saved_model_dir, format, calibration_examples)
                 os.makedirs(os.path.dirname(path), exist_ok=True)
                 with open(path, "wb") as file:
-                    file.write(flatbuffer)
+                    file.write(convert_to_tflite(saved_model_dir, format, calibration_examples))
             runner = load_artifact(path, num_threads=num_threads)
             report = {
                 "format": format,
@@ -271,22 +297,19 @@ def export_student(
                 "input": runner.input_spec,
                 "output": runner.output_spec,
                 **common,
+                **evaluate_runner(
+                    runner, reference_logits, eval_x, eval_y, thresholds[format], batch_size
+                ),
+                "latency_ms_per_example": runner.latency_ms(eval_x[0], runs=latency_runs),
+                "latency": {
+                    "batch_size": 1,
+                    "statistic": f"median of {latency_runs} runs",
+                    "runtime": runner.runtime,
+                    "num_threads": num_threads if runner.kind == "tflite" else "tensorflow default",
+                },
+                "num_calibration": len(calibration_examples) if format == "tflite_int8" else None,
             }
-            report.update(
-                evaluate_runner(runner, reference_logits, eval_x, eval_y, thresholds[format], batch_size)
-            )
-            report["latency_ms_per_example"] = runner.latency_ms(eval_x[0], runs=latency_runs)
-            report["latency"] = {
-                "batch_size": 1,
-                "statistic": f"median of {latency_runs} runs",
-                "runtime": runner.runtime,
-                "num_threads": num_threads if runner.kind == "tflite" else "tensorflow default",
-            }
-            report["num_calibration"] = (
-                len(calibration_examples) if format == "tflite_int8" else None
-            )
-            report_dir = os.path.join(output_dir, format)
-            with open(os.path.join(report_dir, REPORT_NAME), "w") as file:
+            with open(os.path.join(output_dir, format, REPORT_NAME), "w") as file:
                 json.dump(report, file, indent=2)
             reports[format] = report
     with open(os.path.join(output_dir, SUMMARY_NAME), "w") as file:
@@ -310,7 +333,8 @@ def format_table(reports):
         return "-" if value is None else f"{100 * value:.2f}%"
 
     rows = [
-        "| format | size | accuracy | top-1 agreement | max abs logit diff | latency (ms/example) | parity |",
+        "| format | size | accuracy | top-1 agreement | max abs logit diff "
+        "| latency (ms/example) | parity |",
         "|---|---:|---:|---:|---:|---:|---|",
     ]
     if reports:

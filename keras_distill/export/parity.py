@@ -84,9 +84,12 @@ def compare_logits(reference_logits, artifact_logits, labels=None):
 
     Example:
 
-    >>> compare_logits(np.array([[2.0, 1.0], [0.0, 1.0]]),
-    ...                np.array([[1.5, 1.0], [1.0, 0.5]]), labels=[0, 1])
-    {'examples': 2, 'max_abs_logit_difference': 1.0, 'top1_agreement': 0.5, 'accuracy': 0.5, 'keras_accuracy': 1.0}
+    >>> numbers = compare_logits([[2.0, 1.0], [0.0, 1.0]],
+    ...                          [[1.5, 1.0], [1.0, 0.5]], labels=[0, 1])
+    >>> numbers["max_abs_logit_difference"], numbers["top1_agreement"]
+    (1.0, 0.5)
+    >>> numbers["accuracy"], numbers["keras_accuracy"]
+    (0.5, 1.0)
     """
     reference_logits = np.asarray(reference_logits, dtype=np.float32)
     artifact_logits = np.asarray(artifact_logits, dtype=np.float32)
@@ -138,8 +141,8 @@ def raise_for_failures(reports):
     ]
     if failures:
         raise ExportParityError(
-            "Export parity check failed: the artifact below disagrees with the Keras student "
-            "and must not be shipped (see its report.json).\n  " + "\n  ".join(failures),
+            "Export parity check failed: these artifacts disagree with the Keras student and "
+            "must not be shipped (see their report.json).\n  " + "\n  ".join(failures),
             reports,
         )
 
@@ -205,10 +208,17 @@ def check_parity(artifact, student, eval_data, threshold=None, format=None, batc
     runner = load_artifact(artifact)
     name = format or runner.kind
     reference_logits = np.asarray(student.predict(x, batch_size=batch_size, verbose=0))
-    report = {"format": name, "path": str(artifact), "input": runner.input_spec, "output": runner.output_spec}
+    report = {
+        "format": name,
+        "path": str(artifact),
+        "input": runner.input_spec,
+        "output": runner.output_spec,
+    }
     try:
         report.update(evaluate_runner(runner, reference_logits, x, labels, threshold, batch_size))
     except ValueError as error:
-        raise ExportParityError(f"Export parity check failed for {name} ({artifact}): {error}") from error
+        raise ExportParityError(
+            f"Export parity check failed for {name} ({artifact}): {error}"
+        ) from error
     raise_for_failures({name: report})
     return report

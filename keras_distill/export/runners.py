@@ -84,8 +84,8 @@ class SavedModelRunner:
                 f"Expected one input and one output in signature {signature!r}, got inputs "
                 f"{sorted(input_specs)} and outputs {sorted(output_specs)}."
             )
-        (self._input_name, input_spec), = input_specs.items()
-        (self._output_name, output_spec), = output_specs.items()
+        ((self._input_name, input_spec),) = input_specs.items()
+        ((self._output_name, output_spec),) = output_specs.items()
         self._input_dtype = input_spec.dtype
         self.runtime = f"tensorflow {tf.__version__}"
         self.input_spec = {
@@ -113,7 +113,10 @@ class SavedModelRunner:
     def predict(self, x, batch_size=256):
         """Returns float32 outputs for float32 inputs `x`, batch by batch."""
         x = np.asarray(x)
-        outputs = [self._run(x[start : start + batch_size]).numpy() for start in range(0, len(x), batch_size)]
+        outputs = [
+            self._run(x[start : start + batch_size]).numpy()
+            for start in range(0, len(x), batch_size)
+        ]
         return np.concatenate(outputs).astype(np.float32)
 
     def latency_ms(self, example, runs=50, warmup=5):
