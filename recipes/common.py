@@ -47,15 +47,23 @@ def prepare_model_dir(model_dir, overwrite=False):
 
 
 def setup(config):
-    """Seeds, precision policy and the distribution strategy (before any model)."""
-    from keras_distill.distribute import get_strategy
+    """Seeds, precision policy and the distribution strategy (before any model).
+
+    Under `--strategy=multi_worker` every worker runs the same recipe; a
+    non-chief worker's `config.model_dir` is moved to a private
+    `<model_dir>/workers/worker-<i>` so only the chief writes the run's files.
+    """
+    from keras_distill.distribute import get_strategy, is_chief, worker_dir
 
     keras.utils.set_random_seed(config.seed)
     if config.mixed_precision:
         keras.mixed_precision.set_global_policy(config.mixed_precision)
     else:
         keras.mixed_precision.set_global_policy("float32")
-    return get_strategy(config.strategy)
+    strategy = get_strategy(config.strategy)
+    if not is_chief(strategy):
+        config.model_dir = prepare_model_dir(worker_dir(config.model_dir, strategy))
+    return strategy
 
 
 def write_json(path, payload):
@@ -115,8 +123,10 @@ def load_data(config):
     """
     from keras_distill import data
 
+    # The split is seeded by the teacher seed, so every student seed sees the same held-out
+    # examples and none of them was in the (reused) teacher's training data.
     splits = data.load(config.dataset, data_dir=config.data_dir,
-                       validation_split=config.validation_split, seed=config.seed,
+                       validation_split=config.validation_split, seed=config.teacher_seed,
                        limit=config.limit)
     if not splits.in_memory:
         if config.label_noise or config.imbalance_ratio != 1.0:
@@ -129,15 +139,15 @@ def load_data(config):
     if config.imbalance_ratio != 1.0:
         x, y, report["imbalance"] = data.long_tailed_imbalance(
             x, y, ratio=config.imbalance_ratio, profile=config.imbalance_profile,
-            seed=config.seed, num_classes=splits.num_classes)
+            seed=config.teacher_seed, num_classes=splits.num_classes)
     if config.label_noise:
         if config.label_noise_type == "symmetric":
             y, report["label_noise"] = data.symmetric_label_noise(
-                y, config.label_noise, splits.num_classes, seed=config.seed)
+                y, config.label_noise, splits.num_classes, seed=config.teacher_seed)
         elif config.label_noise_type == "asymmetric":
             y, report["label_noise"] = data.asymmetric_label_noise(
                 y, config.label_noise, dataset=config.dataset, num_classes=splits.num_classes,
-                seed=config.seed)
+                seed=config.teacher_seed)
         else:
             raise ConfigError(f"--label_noise_type must be symmetric or asymmetric, got "
                               f"{config.label_noise_type!r}.")

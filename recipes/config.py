@@ -70,6 +70,7 @@ class RunConfig:
     overwrite: bool = False
     baseline: bool = True
     seed: int = 0
+    teacher_seed: int = 0
     smoke: bool = False
     method_options: dict = dataclasses.field(default_factory=dict)
     verbose: int | None = None

@@ -33,7 +33,14 @@ from recipes.train import supervised_loss, train_model
 
 def teacher_cache_path(config):
     limit = f"-limit{config.limit}" if config.limit else ""
-    name = f"{config.dataset}-{config.teacher}-e{config.teacher_epochs}-seed{config.seed}{limit}"
+    if config.label_noise:  # the teacher learns from the same corrupted training set
+        limit += f"-{config.label_noise_type}{config.label_noise:g}"
+    if config.imbalance_ratio != 1.0:
+        limit += f"-{config.imbalance_profile}{config.imbalance_ratio:g}"
+    if config.augment not in (None, "none"):
+        limit += f"-{config.augment}"
+    name = (f"{config.dataset}-{config.teacher}-e{config.teacher_epochs}"
+            f"-seed{config.teacher_seed}{limit}")
     return os.path.join(config.teacher_dir, name, "model.keras")
 
 
@@ -78,9 +85,12 @@ def get_teacher(config, splits, strategy):
           f"(cached at {cached} for later runs).")
     folder = os.path.dirname(cached)
     common.prepare_model_dir(folder)
-    teacher_config = dataclasses.replace(config, augment=config.augment)
+    # The teacher is trained once per --teacher_seed and reused by every student seed.
+    keras.utils.set_random_seed(config.teacher_seed)
+    teacher_config = dataclasses.replace(config, seed=config.teacher_seed)
     teacher, summary = train_model(config.teacher, teacher_config, splits, strategy,
                                    config.teacher_epochs, folder, role="teacher")
+    keras.utils.set_random_seed(config.seed)
     temporary = cached + ".partial.keras"
     teacher.save(temporary)
     os.replace(temporary, cached)  # a half-written teacher is never reused

@@ -46,7 +46,8 @@ def define_flags():
                       "tflite_dynamic_int8,tflite_int8.")
     flags.DEFINE_bool("overwrite", False, "Allow replacing existing export artifacts.")
     flags.DEFINE_bool("baseline", True, "Also train the student from scratch for comparison.")
-    flags.DEFINE_integer("seed", 0, "Random seed.")
+    flags.DEFINE_integer("seed", 0, "Random seed of the student runs.")
+    flags.DEFINE_integer("teacher_seed", 0, "Seed of the teacher (trained once, reused).")
     flags.DEFINE_bool("smoke", False, "Tiny data and one epoch: checks the pipeline end to end.")
     flags.DEFINE_integer("verbose", None, "Keras verbosity (default: bar on a TTY, else 2).")
     flags.DEFINE_float("label_noise", 0.0, "Training label noise rate in [0, 1).")
@@ -70,7 +71,7 @@ def config_from_flags():
         mixed_precision=FLAGS.mixed_precision, jit_compile=jit,
         teacher_cache=FLAGS.teacher_cache, model_dir=FLAGS.model_dir,
         teacher_dir=FLAGS.teacher_dir, export=tuple(FLAGS.export), overwrite=FLAGS.overwrite,
-        baseline=FLAGS.baseline, seed=FLAGS.seed, smoke=FLAGS.smoke,
+        baseline=FLAGS.baseline, seed=FLAGS.seed, teacher_seed=FLAGS.teacher_seed, smoke=FLAGS.smoke,
         method_options=parse_options(FLAGS.method_options), verbose=FLAGS.verbose,
         label_noise=FLAGS.label_noise, label_noise_type=FLAGS.label_noise_type,
         imbalance_ratio=FLAGS.imbalance_ratio, imbalance_profile=FLAGS.imbalance_profile)

@@ -1,0 +1,237 @@
+"""Accuracy benchmark: a grid of (teacher, student, method, seed) runs, resumable.
+
+    python -m benchmarks.accuracy --grid=smoke          # minutes
+    python -m benchmarks.accuracy --grid=methods        # every method, 3 seeds (hours here)
+    python -m benchmarks.accuracy --grid=claims         # the papers' claims at small scale
+    python -m benchmarks.accuracy --grid=cifar100       # the standard CIFAR-100 table (GPU)
+    python -m benchmarks.report                         # regenerate docs/results.md
+
+Each run is `recipes.distill.run` with its own model_dir under
+`<output_dir>/runs/<run id>/`, and writes `<output_dir>/<run id>.json` when it
+finishes; a rerun skips runs whose JSON exists, so an interrupted grid resumes
+(an interrupted run itself resumes from its BackupAndRestore state). The
+teacher of a (dataset, teacher, data protocol) is trained once and shared.
+Prints and writes `aggregate.json`: mean, std, best and last epoch test
+accuracy and teacher-student agreement per (group, method).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+import time
+
+import numpy as np
+from absl import app, flags
+
+SEEDS = (0, 1, 2)
+FMNIST = dict(dataset="fashion_mnist", teacher="fmnist_teacher", student="fmnist_student")
+
+ALL_METHODS = (
+    "scratch", "kd", "kd_plus", "tang_full", "tang_label_smoothing", "tang_partial",
+    "tang_top_k", "tang_reweight", "dpk", "tllm", "dkd", "fitnet", "at", "fsp", "vid",
+    "rkd", "sp", "pkt", "cc", "crd", "dml", "bss")
+
+CIFAR_PAIRS = (("resnet56", "resnet20"), ("resnet110", "resnet32"),
+               ("resnet32x4", "resnet8x4"), ("wrn_40_2", "wrn_16_2"), ("vgg13", "vgg8"))
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+    """One cell of a grid: a group (what is compared), a method, a seed, overrides."""
+
+    group: str
+    method: str
+    seed: int
+    overrides: tuple  # sorted (key, value) pairs of RunConfig fields
+
+    @property
+    def run_id(self):
+        tail = "-".join(f"{k}={v}" for k, v in self.overrides
+                        if k not in ("dataset", "method", "seed"))
+        safe = tail.replace("/", "_").replace(",", "_")
+        return f"{self.group}--{self.method}--seed{self.seed}" + (f"--{safe}" if safe else "")
+
+
+def _runs(group, methods, seeds, **overrides):
+    return [Run(group, method, seed, tuple(sorted(overrides.items())))
+            for method in methods for seed in seeds]
+
+
+def grid(name):
+    """The runs of a named grid."""
+    if name == "smoke":
+        return _runs("smoke", ("scratch", "kd"), (0,), limit=2000, epochs=1, teacher_epochs=2,
+                     **FMNIST)
+    if name == "methods":
+        return _runs("fmnist", ALL_METHODS, SEEDS, **FMNIST)
+    if name == "claims":
+        runs = []
+        # 1. KD+: student capacity sweep (3 widths), scratch vs KD vs KD+.
+        for student in ("fmnist_student_small", "fmnist_student", "fmnist_student_wide"):
+            runs += _runs(f"capacity-{student}", ("scratch", "kd", "kd_plus"), SEEDS,
+                          **{**FMNIST, "student": student})
+        # 2. Tang et al.: the mode ablation.
+        runs += _runs("fmnist", ("scratch", "kd", "tang_label_smoothing", "tang_reweight",
+                                 "tang_partial", "tang_top_k"), SEEDS, **FMNIST)
+        # 3. DPK: three teacher sizes, one student, KD vs DPK.
+        for teacher in ("fmnist_teacher_small", "fmnist_teacher_medium", "fmnist_teacher_large"):
+            runs += _runs(f"teacher-{teacher}", ("kd", "dpk"), SEEDS,
+                          **{**FMNIST, "teacher": teacher})
+        # 4. TLLM vs KD (per-class gains are in each run's JSON).
+        runs += _runs("fmnist", ("tllm",), SEEDS, **FMNIST)
+        # 5. KD beyond compression: label noise and class imbalance.
+        for rate in (0.2, 0.4, 0.6):
+            runs += _runs(f"noise-{rate:g}", ("scratch", "kd"), SEEDS, label_noise=rate,
+                          **FMNIST)
+        for ratio in (10.0, 100.0):
+            runs += _runs(f"imbalance-{ratio:g}", ("scratch", "kd"), SEEDS,
+                          imbalance_ratio=ratio, **FMNIST)
+        return _dedupe(runs)
+    if name == "cifar100":
+        runs = []
+        for teacher, student in CIFAR_PAIRS:
+            runs += _runs(f"cifar100-{teacher}-{student}", ("scratch", "kd", "crd", "dkd"),
+                          SEEDS, dataset="cifar100", teacher=teacher, student=student)
+        return runs
+    raise ValueError(f"Unknown grid {name!r}; choose smoke, methods, claims or cifar100.")
+
+
+def _dedupe(runs):
+    seen, unique = set(), []
+    for run in runs:
+        if run.run_id not in seen:
+            seen.add(run.run_id)
+            unique.append(run)
+    return unique
+
+
+def run_one(run, output_dir, extra):
+    """Runs one grid cell (or returns its stored result)."""
+    from recipes import distill
+    from recipes.config import RunConfig
+
+    path = os.path.join(output_dir, f"{run.run_id}.json")
+    if os.path.exists(path):
+        with open(path) as handle:
+            return json.load(handle), True
+    values = dict(run.overrides)
+    values.update(extra)
+    config = RunConfig(method=run.method, seed=run.seed, baseline=False,
+                       model_dir=os.path.join(output_dir, "runs", run.run_id),
+                       teacher_dir=os.path.join(output_dir, "teachers"), verbose=2, **values)
+    started = time.time()
+    results = distill.run(config)
+    record = {"group": run.group, "method": run.method, "seed": run.seed,
+              "overrides": dict(run.overrides), "seconds": round(time.time() - started, 1),
+              "results": results}
+    from recipes.common import write_json
+
+    write_json(path, record)
+    return record, False
+
+
+def summarize(records):
+    """Mean/std of best and last accuracy and agreement per (group, method)."""
+    table = {}
+    for record in records:
+        results = record["results"]
+        part = results.get("student") or results.get("scratch")
+        if part is None:
+            continue
+        key = (record["group"], record["method"])
+        entry = table.setdefault(key, {"best": [], "last": [], "agreement": [], "seeds": []})
+        entry["best"].append(part["test_accuracy"]["best"])
+        entry["last"].append(part["test_accuracy"]["last"])
+        if part.get("agreement_with_teacher") is not None:
+            entry["agreement"].append(part["agreement_with_teacher"])
+        entry["seeds"].append(record["seed"])
+        if "teacher" in results:
+            entry["teacher"] = results["teacher"]["test_accuracy"]
+    rows = []
+    for (group, method), entry in sorted(table.items()):
+        row = {"group": group, "method": method, "n": len(entry["seeds"]),
+               "teacher": entry.get("teacher")}
+        for name in ("best", "last", "agreement"):
+            values = np.array(entry[name], dtype=float)
+            row[f"{name}_mean"] = float(values.mean()) if len(values) else None
+            row[f"{name}_std"] = float(values.std(ddof=1)) if len(values) > 1 else 0.0
+        rows.append(row)
+    return rows
+
+
+def load_records(output_dir):
+    records = []
+    for name in sorted(os.listdir(output_dir)) if os.path.isdir(output_dir) else []:
+        if name.endswith(".json") and name != "aggregate.json":
+            with open(os.path.join(output_dir, name)) as handle:
+                records.append(json.load(handle))
+    return records
+
+
+def print_rows(rows, file=sys.stdout):
+    header = f"{'group':32s} {'method':22s} {'n':>2s} {'best %':>14s} {'last %':>14s} {'agree %':>8s}"
+    print(header, file=file)
+    print("-" * len(header), file=file)
+    for row in rows:
+        def pct(name):
+            mean, std = row[f"{name}_mean"], row[f"{name}_std"]
+            return "-" if mean is None else f"{100 * mean:6.2f} ± {100 * std:4.2f}"
+        agreement = "-" if row["agreement_mean"] is None else f"{100 * row['agreement_mean']:7.2f}"
+        print(f"{row['group']:32s} {row['method']:22s} {row['n']:2d} {pct('best'):>14s} "
+              f"{pct('last'):>14s} {agreement:>8s}", file=file)
+
+
+FLAGS = flags.FLAGS
+
+
+def define_flags():
+    flags.DEFINE_string("grid", "smoke", "smoke, methods, claims or cifar100.")
+    flags.DEFINE_string("output_dir", "benchmarks/results/accuracy", "Where run JSONs go.")
+    flags.DEFINE_list("methods", [], "Only these methods (default: the grid's).")
+    flags.DEFINE_list("groups", [], "Only these groups.")
+    flags.DEFINE_list("seeds", [], "Only these seeds.")
+    flags.DEFINE_string("data_dir", None, "Dataset folder (passed to the recipes).")
+    flags.DEFINE_integer("epochs", None, "Override the preset's student epochs.")
+    flags.DEFINE_bool("dry_run", False, "List the runs (and which are done) and exit.")
+
+
+def main(argv):
+    del argv
+    runs = grid(FLAGS.grid)
+    if FLAGS.methods:
+        runs = [r for r in runs if r.method in FLAGS.methods]
+    if FLAGS.groups:
+        runs = [r for r in runs if r.group in FLAGS.groups]
+    if FLAGS.seeds:
+        runs = [r for r in runs if str(r.seed) in FLAGS.seeds]
+    extra = {}
+    if FLAGS.data_dir:
+        extra["data_dir"] = FLAGS.data_dir
+    if FLAGS.epochs:
+        extra["epochs"] = FLAGS.epochs
+    output_dir = os.path.join(FLAGS.output_dir, FLAGS.grid)
+    os.makedirs(output_dir, exist_ok=True)
+    if FLAGS.dry_run:
+        for run in runs:
+            done = os.path.exists(os.path.join(output_dir, f"{run.run_id}.json"))
+            print(("done  " if done else "todo  ") + run.run_id)
+        return
+    for number, run in enumerate(runs, 1):
+        print(f"[{number}/{len(runs)}] {run.run_id}", flush=True)
+        _, stored = run_one(run, output_dir, extra)
+        if stored:
+            print("  (stored result reused)")
+    rows = summarize(load_records(output_dir))
+    from recipes.common import write_json
+
+    write_json(os.path.join(output_dir, "aggregate.json"), rows)
+    print()
+    print_rows(rows)
+
+
+if __name__ == "__main__":
+    define_flags()
+    app.run(main)
