@@ -6,7 +6,7 @@ import keras
 import tensorflow as tf
 from keras import ops
 
-from keras_distill import features
+from keras_distill import checks, features
 from keras_distill.losses.base import DistillationLoss
 
 SIDE_INPUTS_KEY = "inputs"
@@ -66,6 +66,11 @@ class Distiller(keras.Model):
         student_loss_weight: Weight of the supervised loss; same types.
             Independent of the distillation weights (no forced
             `alpha / 1 - alpha`).
+        teacher_outputs: `"logits"` (default) or `"probabilities"` for a
+            teacher ending in a softmax (e.g. a `keras.applications` model):
+            its log-probabilities are then used as logits, which give the
+            same softmax at every temperature. A network ending in a softmax
+            is refused when logits are expected.
         name: Model name.
         **kwargs: `keras.Model` arguments.
 
@@ -96,6 +101,7 @@ class Distiller(keras.Model):
         distillation_losses,
         distillation_loss_weights=None,
         student_loss_weight=1.0,
+        teacher_outputs="logits",
         name="distiller",
         **kwargs,
     ):
@@ -134,6 +140,10 @@ class Distiller(keras.Model):
         teacher_shapes = self._shapes(teacher, teacher_taps, "teacher")
         student_shapes = self._shapes(student, student_taps, "student")
         self._check_compatible(teacher_shapes, student_shapes)
+        checks.check_output_kind(teacher, "teacher", teacher_outputs)
+        checks.check_output_kind(student, "student")
+        self.teacher_outputs = teacher_outputs
+        self._num_classes = (student_shapes.get("logits") or (None,))[-1]
 
         self.adapters = []
         self.term_state_variables = []
@@ -291,6 +301,29 @@ class Distiller(keras.Model):
                     f"does not carry (it has {sorted(side) or 'none'}). Yield batches as "
                     f"({{'inputs': x, {', '.join(repr(m) + ': ...' for m in sorted(missing))}}}, y).")
 
+    def _check_step_inputs(self, inputs, y, side):
+        """Input shapes (at trace time) and, outside XLA, label range (in the graph)."""
+        checks.check_inputs_fit(inputs, self.student, "student")
+        if TEACHER_OUTPUTS_KEY not in side:
+            checks.check_inputs_fit(inputs, self.teacher, "teacher")
+        reads_labels = self._compile_loss is not None or any(t.requires_labels for t in self.terms)
+        if y is not None and reads_labels and checks.labels_rank_is_sparse(y) and \
+                (self._num_classes or 0) > 1 and self.jit_compile is not True:
+            checks.assert_labels_in_range(self._integer_labels(y), self._num_classes)
+
+    def fit(self, x=None, y=None, *args, **kwargs):
+        """`keras.Model.fit`, refusing empty training data with a clear error.
+
+        Keras 3.15 trains zero steps on an empty dataset and returns as if it
+        had trained; this raises instead (before the first epoch when the size
+        is known, else at the end of the first epoch, before other callbacks).
+        """
+        checks.check_not_empty(x)
+        callbacks = kwargs.get("callbacks")
+        if len(args) < 4 and (callbacks is None or isinstance(callbacks, (list, tuple))):
+            kwargs["callbacks"] = [checks.RequireTrainingBatches(), *(callbacks or [])]
+        return super().fit(x, y, *args, **kwargs)
+
     @staticmethod
     def _integer_labels(y):
         if y is None:
@@ -344,6 +377,9 @@ class Distiller(keras.Model):
                     "(TeacherCache.compute(..., taps=...)) or train with the live teacher.")
         outputs = self._forward(self._teacher_extractor, inputs, view_batches,
                                 training=False, cached=cached)
+        if self.teacher_outputs == "probabilities":
+            outputs = [dict(o, logits=checks.probabilities_to_logits(o["logits"]))
+                       for o in outputs]
         return [{k: tf.stop_gradient(v) for k, v in o.items()} for o in outputs]
 
     def _compute_losses(self, y, sample_weight, teacher_outputs, student_outputs, view_batches,
@@ -415,6 +451,7 @@ class Distiller(keras.Model):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         inputs, side = self._split_inputs(x)
         self._check_batch(y, side, training=True)
+        self._check_step_inputs(inputs, y, side)
         view_batches = self._make_views(inputs, self._integer_labels(y), side, training=True)
         teacher_outputs = self._teacher_outputs(inputs, view_batches, side)
         with tf.GradientTape() as tape:
@@ -435,6 +472,7 @@ class Distiller(keras.Model):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         inputs, side = self._split_inputs(x)
         self._check_batch(y, side, training=False)
+        self._check_step_inputs(inputs, y, side)
         teacher_outputs = self._teacher_outputs(inputs, [], side)
         student_outputs = self._forward(self._student_extractor, inputs, [], training=False)
         total, supervised, values = self._compute_losses(
@@ -463,6 +501,7 @@ class Distiller(keras.Model):
             "distillation_loss_weights": {
                 n: weight_config(self.loss_weights_by_name[n]) for n in self.term_names},
             "student_loss_weight": weight_config(self.student_loss_weight),
+            "teacher_outputs": self.teacher_outputs,
         }
 
     @classmethod

@@ -149,6 +149,20 @@ class DistillationLoss(keras.losses.Loss):
         self.adapters.append(layer)
         return layer
 
+    def extra_metrics(self):
+        """Extra scalars the Distiller logs after every train and test step.
+
+        Override to report state, e.g. a ratio the term updates
+        (`{"ratio": self.ratio}`). Values are read after the step's updates;
+        the Distiller logs each as `"<term name>_<key>"` (the step's value,
+        not an average). Values must agree across replicas (e.g. state
+        variables assigned with aggregation "mean" from replica-equal values).
+
+        Returns:
+            Dict key -> scalar `keras.Variable` or tensor; empty by default.
+        """
+        return {}
+
     # ---------------------------------------------------------------- compute
     def call(self, y_true, y_pred):
         labels = ops.cast(y_true, "int32") if self.requires_labels else None

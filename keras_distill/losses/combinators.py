@@ -49,7 +49,7 @@ class ClassMask(DistillationLoss):
     ```
 
     Reference:
-        Wang et al. "Teach Less, Learn More: On the Undistillable Classes in
+        Zhu et al. "Teach Less, Learn More: On the Undistillable Classes in
         Knowledge Distillation". NeurIPS 2022.
     """
 
@@ -105,6 +105,9 @@ class ClassMask(DistillationLoss):
             "class_mask", ops.convert_to_tensor(self.initial_mask),
             shape=(self.num_classes,))
         self.built = True
+
+    def extra_metrics(self):
+        return self.term.extra_metrics()
 
     def compute(self, teacher, student, labels, side_inputs):
         self.term.training = self.training
