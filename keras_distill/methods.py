@@ -22,6 +22,7 @@ import difflib
 from typing import Any, Callable
 
 _REGISTRY: dict[str, "_Entry"] = {}
+_MODIFIERS: dict[str, "_Modifier"] = {}
 
 
 @dataclasses.dataclass
@@ -43,6 +44,9 @@ class MethodContext:
         validation_data: `(x, y)` held-out arrays carved from the training
             set (TLLM measures per-class accuracy on it), or None.
         seed: Random seed.
+        train_data: The training data (a batched `tf.data.Dataset` of
+            `(x, y)` or `(x, y)` arrays), or None; for methods that need a
+            preliminary run on it (TLLM's reference student).
     """
 
     teacher: Any
@@ -56,6 +60,7 @@ class MethodContext:
     num_train_examples: int = 0
     validation_data: Any = None
     seed: int = 0
+    train_data: Any = None
 
     def option(self, name, default):
         """A user override cast to the default's type, else the default."""
@@ -79,7 +84,7 @@ class MethodSpec:
         student_loss_weight: Weight of the supervised loss.
         callbacks: Keras callbacks the method needs (schedules, mask updates).
         side_inputs: Side inputs the data pipeline must add (e.g. `("index",)`).
-        model_builder: Optional `(context, terms, weights) -> keras.Model`
+        model_builder: Optional `(context, spec) -> keras.Model`
             for methods trained by another model than the `Distiller`
             (e.g. a DML cohort); None means the standard Distiller.
         notes: Free text recorded in the run's config.
@@ -111,6 +116,32 @@ def register(name, description="", needs_teacher=True):
     return decorate
 
 
+@dataclasses.dataclass
+class _Modifier:
+    transform: Callable[[MethodSpec, MethodContext], MethodSpec]
+    description: str
+
+
+def register_modifier(suffix, transform, description=""):
+    """Registers a suffix that derives a method from any registered one.
+
+    `build("<name>_<suffix>", context)` builds method `name` and passes its
+    spec through `transform(spec, context) -> MethodSpec`; e.g. the suffix
+    `"plus"` (KD+) makes `"dkd_plus"` from `"dkd"`. A name registered in
+    full (e.g. `"kd_plus"`) takes precedence.
+    """
+    if suffix in _MODIFIERS and _MODIFIERS[suffix].transform is not transform:
+        raise ValueError(f"Method modifier {suffix!r} is registered twice.")
+    _MODIFIERS[suffix] = _Modifier(transform, description)
+    return transform
+
+
+def modifiers():
+    """`{suffix: description}` of the registered method modifiers."""
+    _load_all()
+    return {suffix: _MODIFIERS[suffix].description for suffix in sorted(_MODIFIERS)}
+
+
 def _load_all():
     import keras_distill.losses  # noqa: F401  (registers every method)
 
@@ -133,11 +164,22 @@ def needs_teacher(name):
 
 def _entry(name):
     _load_all()
-    if name not in _REGISTRY:
-        close = difflib.get_close_matches(name, list(_REGISTRY), n=3)
-        hint = f" Did you mean {close}?" if close else ""
-        raise ValueError(f"Unknown method {name!r}.{hint} Available methods: {sorted(_REGISTRY)}")
-    return _REGISTRY[name]
+    if name in _REGISTRY:
+        return _REGISTRY[name]
+    for suffix, modifier in _MODIFIERS.items():
+        base = name[:-len(suffix) - 1]
+        if name.endswith("_" + suffix) and base in _REGISTRY:
+            entry = _REGISTRY[base]
+            return _Entry(
+                lambda context, entry=entry, modifier=modifier: modifier.transform(
+                    entry.builder(context), context),
+                f"{entry.description} {modifier.description}".strip(), entry.needs_teacher)
+    close = difflib.get_close_matches(name, list(_REGISTRY), n=3)
+    hint = f" Did you mean {close}?" if close else ""
+    derived = "".join(f" Any of them + '_{suffix}' ({m.description})."
+                      for suffix, m in sorted(_MODIFIERS.items()))
+    raise ValueError(
+        f"Unknown method {name!r}.{hint} Available methods: {sorted(_REGISTRY)}.{derived}")
 
 
 def build(name, context):

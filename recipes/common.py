@@ -22,6 +22,14 @@ class ConfigError(ValueError):
     """A run was configured wrongly; the message says how to fix it."""
 
 
+def user_errors():
+    """Errors `main` reports as one `error: ...` line (their messages say the fix)."""
+    from keras_distill.callbacks.guards import NonFiniteLossError
+    from keras_distill.data import DataError, DataNotFoundError
+
+    return (ConfigError, DataError, DataNotFoundError, NonFiniteLossError)
+
+
 # ------------------------------------------------------------------- setup
 def prepare_model_dir(model_dir, overwrite=False):
     """Creates `model_dir` and proves it is writable before any training.
@@ -112,6 +120,12 @@ def validate(config, roles=("teacher", "student")):
         raise ConfigError(f"--imbalance_ratio must be >= 1, got {config.imbalance_ratio}.")
     if not config.epochs or config.epochs < 1:
         raise ConfigError(f"--epochs must be >= 1, got {config.epochs}.")
+    from keras_distill.data import get_augmentation
+
+    try:
+        get_augmentation(config.augment)
+    except (ValueError, TypeError, KeyError) as error:
+        raise ConfigError(f"--augment: {error}") from error
 
 
 # -------------------------------------------------------------------- data
@@ -227,6 +241,8 @@ def check_model_fits_data(model, splits, role):
 def feature_taps(model):
     from keras_distill import models
 
+    if model is None:
+        return []
     try:
         return list(models.feature_taps(model))
     except (ValueError, KeyError, TypeError):
@@ -279,13 +295,25 @@ class EpochAccuracy(keras.callbacks.Callback):
             logs["test_accuracy"] = accuracy
 
 
-def standard_callbacks(config, model_dir, test_dataset=None, model_fn=None):
-    """TensorBoard, exact resume (BackupAndRestore), per-epoch test accuracy."""
-    from keras_distill.callbacks import TrainedStateCheckpoint
+def standard_callbacks(config, model_dir, test_dataset=None, model_fn=None, extra=()):
+    """NaN guard, `extra` (a method's), test accuracy, logs, checkpoints, atomic resume.
 
-    callbacks = [keras.callbacks.BackupAndRestore(os.path.join(model_dir, "backup"),
-                                                  delete_checkpoint=False),
-                 TrainedStateCheckpoint(os.path.join(model_dir, "checkpoints"))]
+    Order matters (callbacks run in list order): the guard is first, so a NaN
+    stops `fit` before anything of that epoch is written; the backup is last,
+    so it commits an epoch only after every other callback (a method's mask or
+    schedule, the checkpoints, the logs) is done with it. Pass the training
+    data through `resumable(train, callbacks)` so a resumed run reads the
+    same data order as an uninterrupted one.
+    """
+    from keras_distill.callbacks import TrainedStateCheckpoint
+    from keras_distill.callbacks.guards import AtomicBackupAndRestore, NonFiniteGuard
+
+    backup_dir = os.path.join(model_dir, "backup")
+    callbacks = [NonFiniteGuard(
+        hint=f"The last complete epoch is backed up in {backup_dir} (rerun the same command "
+             f"to resume from it) and the student of each epoch is in "
+             f"{os.path.join(model_dir, 'checkpoints')}.")]
+    callbacks.extend(extra)
     tracker = None
     if test_dataset is not None and model_fn is not None:
         tracker = EpochAccuracy(model_fn, test_dataset)
@@ -293,7 +321,19 @@ def standard_callbacks(config, model_dir, test_dataset=None, model_fn=None):
     callbacks.append(keras.callbacks.TensorBoard(os.path.join(model_dir, "tensorboard")))
     callbacks.append(keras.callbacks.CSVLogger(os.path.join(model_dir, "history.csv"),
                                                append=True))
+    callbacks.append(TrainedStateCheckpoint(os.path.join(model_dir, "checkpoints")))
+    callbacks.append(AtomicBackupAndRestore(backup_dir, delete_checkpoint=False))
     return callbacks, tracker
+
+
+def resumable(train, callbacks):
+    """The training data, wrapped by the run's backup for an exact data order on resume."""
+    from keras_distill.callbacks.guards import AtomicBackupAndRestore
+
+    for callback in callbacks:
+        if isinstance(callback, AtomicBackupAndRestore):
+            return callback.track(train)
+    return train
 
 
 # --------------------------------------------------------------- measures

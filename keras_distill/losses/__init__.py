@@ -2,11 +2,13 @@
 
 from keras_distill.losses.base import DistillationLoss, kl_from_target, log_softmax_kl
 from keras_distill.losses.combinators import ClassMask
+from keras_distill.losses.bss import BSS
+from keras_distill.losses.dml import DML
 from keras_distill.losses.dpk import DPK
 from keras_distill.losses.kd import KD
 from keras_distill.losses.keras_compat import from_keras
 
 __all__ = [
-    "DistillationLoss", "KD", "DPK", "ClassMask", "from_keras",
+    "DistillationLoss", "KD", "DPK", "DML", "BSS", "ClassMask", "from_keras",
     "log_softmax_kl", "kl_from_target",
 ]
