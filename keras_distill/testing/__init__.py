@@ -10,19 +10,31 @@ import keras
 import tensorflow as tf
 
 
+_TWO_REPLICA_STRATEGY = []
+
+
 def two_replica_strategy():
-    """A 2-replica `MirroredStrategy` on 2 logical CPU devices.
+    """The 2-replica `MirroredStrategy` on 2 logical CPU devices (one per process).
+
+    The same object is returned on every call: each new `MirroredStrategy`
+    restarts its collective-op keys, so collectives run in replica context
+    (`all_gather`, `all_reduce`, synchronized BatchNorm) by a second strategy
+    in the same process clash with the first ("Shape mismatch in the
+    collective instance").
 
     The test session must have split the CPU before TensorFlow initialised
     (`tests/conftest.py` does), else this raises with how to fix it.
     """
+    if _TWO_REPLICA_STRATEGY:
+        return _TWO_REPLICA_STRATEGY[0]
     cpus = tf.config.list_logical_devices("CPU")
     if len(cpus) < 2:
         raise RuntimeError(
             "Need 2 logical CPU devices: call tf.config.set_logical_device_configuration("
             "cpu, [tf.config.LogicalDeviceConfiguration()] * 2) before TensorFlow "
             "initialises (see tests/conftest.py).")
-    return tf.distribute.MirroredStrategy([cpus[0].name, cpus[1].name])
+    _TWO_REPLICA_STRATEGY.append(tf.distribute.MirroredStrategy([cpus[0].name, cpus[1].name]))
+    return _TWO_REPLICA_STRATEGY[0]
 
 
 def conv_net(name, width=8, num_classes=3, input_shape=(8, 8, 1), batch_norm=True,
