@@ -44,6 +44,9 @@ class MethodContext:
         validation_data: `(x, y)` held-out arrays carved from the training
             set (TLLM measures per-class accuracy on it), or None.
         seed: Random seed.
+        model_dir: The run's output folder (reports go there), or None.
+        baseline_student: The same student trained on labels only in this run
+            (the from-scratch baseline), or None; a reference for TLLM.
         train_data: The training data (a batched `tf.data.Dataset` of
             `(x, y)` or `(x, y)` arrays), or None; for methods that need a
             preliminary run on it (TLLM's reference student).
@@ -61,6 +64,8 @@ class MethodContext:
     validation_data: Any = None
     seed: int = 0
     train_data: Any = None
+    model_dir: Any = None
+    baseline_student: Any = None
 
     def option(self, name, default):
         """A user override cast to the default's type, else the default."""

@@ -179,6 +179,10 @@ class UndistillableClasses(keras.callbacks.Callback):
     def _variable(self):
         mask = self.mask
         if isinstance(mask, str):
+            if not hasattr(self.model, "get_term"):
+                raise TypeError(f"mask {mask!r} names a term, but the model being trained is "
+                                f"a {type(self.model).__name__}, not a Distiller: pass the "
+                                "ClassMask term or its class_mask variable.")
             mask = self.model.get_term(mask)
         mask = getattr(mask, "class_mask", mask)
         if not isinstance(mask, keras.Variable):
@@ -211,6 +215,9 @@ class UndistillableClasses(keras.callbacks.Callback):
         if self.reference.shape != (self.num_classes,):
             raise ValueError(f"reference_accuracy has {self.reference.size} values; the mask "
                              f"has {self.num_classes} classes.")
+        if np.any((self.reference < 0) | (self.reference > 1)):
+            raise ValueError(f"reference_accuracy holds accuracies in [0, 1] (nan for an "
+                             f"absent class), got {self.reference.tolist()}.")
 
     def on_epoch_end(self, epoch, logs=None):
         frozen = self.freeze_epoch is not None and epoch + 1 > self.freeze_epoch

@@ -1,0 +1,120 @@
+"""TLLM (Teach Less, Learn More): KD that stops distilling on undistillable classes.
+
+The maths is `keras_distill.losses.ClassMask` around a distillation term;
+the identification is `keras_distill.callbacks.undistillable.UndistillableClasses`.
+This file holds the term factory and the `tllm` recipe.
+"""
+
+import json
+
+import numpy as np
+import keras
+import tensorflow as tf
+
+from keras_distill import methods
+from keras_distill.callbacks.undistillable import (
+    UndistillableClasses, per_class_accuracy, reference_per_class_accuracy)
+from keras_distill.losses.combinators import ClassMask
+from keras_distill.losses.kd import KD
+
+
+def tllm_term(num_classes, term=None, temperature=4.0, mode="drop", initial_mask=None):
+    """TLLM's loss term: `[y not in U] * T^2 * KL(p || q)`.
+
+    Per example, `L = (1 - m[y]) * T^2 * KL(softmax(z_t / T) || softmax(z_s / T))`
+    with `m` the class mask (1 for an undistillable class), a variable that
+    `UndistillableClasses` assigns. The hard-label CE (the Distiller's
+    supervised loss) applies to every sample.
+
+    Args:
+        num_classes: Number of classes `K`.
+        term: The distillation term to mask (default `KD(temperature)`);
+            any per-example term works.
+        temperature: `T` of the default KD term (default 4.0).
+        mode: `ClassMask` mode: `"drop"` (default, the paper's discarding),
+            `"renormalize"` (also remove the masked classes from every
+            teacher distribution) or `"one_hot"` (masked samples distil
+            towards their one-hot label).
+        initial_mask: Classes masked before the first update (default none).
+
+    Returns:
+        A `ClassMask`, named like the inner term (`"kd"`).
+
+    Reference:
+        Zhu, Liu, Xu, Liu, Meng, Wang, Ou, Tang. "Teach Less, Learn More: On
+        the Undistillable Classes in Knowledge Distillation". NeurIPS 2022.
+    """
+    return ClassMask(term if term is not None else KD(temperature=temperature),
+                     num_classes=num_classes, mode=mode, initial_mask=initial_mask)
+
+
+def _load_reference(value, num_classes):
+    """A list of K accuracies from a list, a `a;b;...` string, or a JSON file path."""
+    if isinstance(value, str):
+        if value.endswith(".json"):
+            with open(value) as handle:
+                value = json.load(handle)
+            if isinstance(value, dict):
+                value = value.get("per_class_accuracy", value.get("student_accuracy"))
+        else:
+            value = [float(v) for v in value.replace(";", " ").split()]
+    values = np.asarray(value, dtype="float64")
+    if values.shape != (num_classes,):
+        raise ValueError(f"reference_accuracy must hold {num_classes} per-class accuracies, "
+                         f"got {values.size}.")
+    return values.tolist()
+
+
+def _as_data(data, num_classes, batch_size, training=False, seed=None):
+    """`(x, y)` arrays of raw integer pixels become the recipes' pipeline (scaled to [0, 1])."""
+    if data is None or isinstance(data, tf.data.Dataset):
+        return data
+    x, y = data  # a pair or an ArraySplit
+    if np.issubdtype(np.asarray(x).dtype, np.integer):
+        from keras_distill.data import make_dataset
+        return make_dataset(x, y, batch_size=batch_size, training=training, seed=seed,
+                            num_classes=num_classes)
+    return x, y
+
+
+@methods.register("tllm", description="TLLM: KD masked on undistillable classes "
+                  "(per-class val accuracy < reference - delta), 0.9 KD + 0.1 CE")
+def tllm_method(context):
+    num_classes = context.num_classes
+    validation = _as_data(context.validation_data, num_classes, 256)
+    if validation is None:
+        raise ValueError("tllm needs validation data carved from the training set "
+                         "(MethodContext.validation_data; never the test set) to measure "
+                         "per-class accuracy. Enable a validation split.")
+    term = tllm_term(num_classes, temperature=context.option("temperature", 4.0),
+                     mode=context.option("mask_mode", "drop"))
+    reference = context.option("reference_accuracy", None)
+    if reference is not None:
+        reference = _load_reference(reference, num_classes)
+    elif context.baseline_student is not None:  # the run's scratch student: no extra training
+        reference = per_class_accuracy(context.baseline_student, validation, num_classes)
+    else:
+        if context.train_data is None:
+            raise ValueError(
+                "tllm needs the reference student's per-class accuracy: pass "
+                "--method_options reference_accuracy=<file.json or a;b;...> (e.g. from a "
+                "scratch run), or give MethodContext.train_data so it can train one.")
+        train = _as_data(context.train_data, num_classes, 64, training=True, seed=context.seed)
+        epochs = context.option("reference_epochs", context.epochs)
+        student = context.student
+
+        def reference():  # one extra student training, run when fit starts
+            return reference_per_class_accuracy(
+                lambda: keras.models.clone_model(student), train, validation, epochs,
+                num_classes=num_classes)
+    freeze = context.option("freeze_epoch", None)
+    callback = UndistillableClasses(
+        term, validation, reference, delta=context.option("delta", 0.0),
+        update_every=context.option("update_every", 1),
+        freeze_epoch=None if freeze in (None, "", "none") else int(freeze),
+        report_dir=context.option("report_dir", context.model_dir))
+    return methods.MethodSpec(
+        terms=[term], weights=[context.option("kd_weight", 0.9)],
+        student_loss_weight=context.option("ce_weight", 0.1), callbacks=[callback],
+        notes="TLLM: " + ("given or baseline reference" if not callable(reference)
+                          else f"reference student trained for {epochs} epochs"))
