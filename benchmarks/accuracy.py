@@ -125,12 +125,24 @@ def run_one(run, output_dir, extra):
     started = time.time()
     results = distill.run(config)
     record = {"group": run.group, "method": run.method, "seed": run.seed,
-              "overrides": dict(run.overrides), "seconds": round(time.time() - started, 1),
-              "results": results}
+              "overrides": dict(run.overrides), "extra": dict(extra),
+              "config": dataclasses.asdict(config.resolve()), "machine": machine(),
+              "seconds": round(time.time() - started, 1), "results": results}
     from recipes.common import write_json
 
     write_json(path, record)
     return record, False
+
+
+def machine():
+    """A short description of this machine (CPU count, accelerators)."""
+    import platform
+
+    import tensorflow as tf
+
+    gpus = len(tf.config.list_physical_devices("GPU"))
+    return (f"{os.cpu_count()} CPU cores, {gpus or 'no'} GPU{'s' if gpus != 1 else ''}, "
+            f"{platform.machine()}, TF {tf.__version__}")
 
 
 def summarize(records):
