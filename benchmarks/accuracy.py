@@ -121,7 +121,9 @@ def run_one(run, output_dir, extra):
     values.update(extra)
     config = RunConfig(method=run.method, seed=run.seed, baseline=False,
                        model_dir=os.path.join(output_dir, "runs", run.run_id),
-                       teacher_dir=os.path.join(output_dir, "teachers"), verbose=2, **values)
+                       # teachers are shared by every grid under the same root
+                       teacher_dir=os.path.join(os.path.dirname(output_dir), "teachers"),
+                       verbose=2, **values)
     started = time.time()
     results = distill.run(config)
     record = {"group": run.group, "method": run.method, "seed": run.seed,
