@@ -23,7 +23,7 @@ from keras_distill.models.applications import application_names, build_applicati
 from keras_distill.models.fmnist import (
     fmnist_cnn, fmnist_student, fmnist_student_small, fmnist_student_wide, fmnist_teacher,
     fmnist_teacher_large, fmnist_teacher_medium, fmnist_teacher_small)
-from keras_distill.models.mobilenetv2 import mobilenetv2
+from keras_distill.models.mobilenet import mobilenetv2
 from keras_distill.models.registry import (
     SPECS, TAPS, ModelSpec, available, feature_taps, get, load, spec)
 from keras_distill.models.resnet import (

@@ -99,7 +99,15 @@ def classifier_head(x, num_classes, *, embedding_name="embedding", logits_name="
     (`AvgPool2d(8)` on 8x8 etc.), which is global average pooling.
     """
     embedding = layers.GlobalAveragePooling2D(name=embedding_name)(x)
-    return layers.Dense(num_classes, name=logits_name)(embedding)
+    return logits_layer(num_classes, name=logits_name)(embedding)
+
+
+def logits_layer(num_classes, name="logits"):
+    """The final Dense layer. Under a mixed precision policy it computes in
+    float32, as Keras recommends for the output layer, so logits (and the
+    softmax / KL of every distillation loss) stay float32."""
+    mixed = keras.config.dtype_policy().name.startswith("mixed")
+    return layers.Dense(num_classes, name=name, dtype="float32" if mixed else None)
 
 
 def make_input(input_shape):

@@ -19,6 +19,8 @@ import re
 
 import keras
 
+from keras_distill.models import _common
+
 PREFIX = "keras.applications."
 TAPS = ("features",)
 _OUR_TAPS = ("features", "embedding", "logits")
@@ -92,5 +94,6 @@ def build_application(application, num_classes, input_shape=(224, 224, 3), weigh
         raise ValueError(f"{PREFIX}{name} already has layers named {clashes}.")
     features = keras.layers.Identity(name="features")(base.output)
     embedding = keras.layers.GlobalAveragePooling2D(name="embedding")(features)
-    logits = keras.layers.Dense(num_classes, name="logits")(embedding)
-    return keras.Model(base.inputs, logits, name=f"keras_applications_{name.lower()}")
+    logits = _common.logits_layer(num_classes)(embedding)
+    inputs = base.inputs[0] if len(base.inputs) == 1 else base.inputs
+    return keras.Model(inputs, logits, name=f"keras_applications_{name.lower()}")

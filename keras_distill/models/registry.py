@@ -10,7 +10,7 @@ from typing import Callable
 
 import keras
 
-from keras_distill.models import applications, fmnist, mobilenetv2, resnet, shufflenet, vgg, wrn
+from keras_distill.models import applications, fmnist, mobilenet, resnet, shufflenet, vgg, wrn
 
 CIFAR_INPUT_SHAPE = (32, 32, 3)
 _CRD = "Tian et al., Contrastive Representation Distillation, ICLR 2020 (RepDistiller)"
@@ -52,7 +52,7 @@ def _specs():
                                reference=f"Simonyan and Zisserman, ICLR 2015; {_CRD}",
                                aliases=(f"{name}_bn",)))
     specs.append(ModelSpec(
-        "mobilenetv2", mobilenetv2.mobilenetv2, mobilenetv2.TAPS,
+        "mobilenetv2", mobilenet.mobilenetv2, mobilenet.TAPS,
         reference=f"Sandler et al., CVPR 2018; CIFAR variant of Jin et al., ICCV 2019; {_CRD}",
         aliases=("mobile_half", "mobilenet_v2")))
     specs.append(ModelSpec("shufflenetv1", shufflenet.shufflenetv1, shufflenet.TAPS,
@@ -70,19 +70,18 @@ def _specs():
     return specs
 
 
-SPECS = types.MappingProxyType({spec.name: spec for spec in _specs()})
-TAPS = types.MappingProxyType({name: spec.taps for name, spec in SPECS.items()})
-"""Stage tap names of every zoo model, e.g. `TAPS["resnet8x4"] == ("stage1", "stage2", "stage3")`."""
+SPECS = types.MappingProxyType({entry.name: entry for entry in _specs()})
+"""Read-only mapping: canonical name -> `ModelSpec`."""
+TAPS = types.MappingProxyType({name: entry.taps for name, entry in SPECS.items()})
+"""Stage tap names of every zoo model: `TAPS["resnet8x4"] == ("stage1", "stage2", "stage3")`."""
 
 
 def _key(name):
     return name.strip().lower().replace("-", "_")
 
 
-_LOOKUP = {}
-for _spec in SPECS.values():
-    for _name in (_spec.name,) + _spec.aliases:
-        _LOOKUP[_key(_name)] = _spec
+_LOOKUP = {_key(alias): model_spec for model_spec in SPECS.values()
+           for alias in (model_spec.name,) + model_spec.aliases}
 
 
 def available(include_applications=False):
