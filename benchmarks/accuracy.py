@@ -27,7 +27,9 @@ import numpy as np
 from absl import app, flags
 
 SEEDS = (0, 1, 2)
-FMNIST = dict(dataset="fashion_mnist", teacher="fmnist_teacher", student="fmnist_student")
+# The main job's pair (recipes/config.py FASHION_MNIST_PRESET).
+FMNIST = dict(dataset="fashion_mnist", teacher="fmnist_teacher_small",
+              student="fmnist_student_small")
 
 ALL_METHODS = (
     "scratch", "kd", "kd_plus", "tang_full", "tang_label_smoothing", "tang_partial",

@@ -415,7 +415,7 @@ class Report:
         out = ["## All methods (Fashion-MNIST, grid `methods`)", ""]
         section = self.section("All methods", "methods", ["fmnist"], fallback=("claims",))
         teacher = section.teacher("fmnist")
-        out.append("Every method of the grid trains `fmnist_student` (from `fmnist_teacher` "
+        out.append("Every method of the grid trains `fmnist_student_small` (from `fmnist_teacher_small` "
                    "where it uses a teacher; 3 seeds each). Accuracy is top-1 on the "
                    "Fashion-MNIST test set, in %; `best` is the best epoch (picked on the test "
                    "set: optimistic), `last` the final epoch; agreement is top-1 agreement with "
@@ -477,7 +477,7 @@ class Report:
         out.append("Paper: the student/teacher gap is mostly not capacity; distilling on mixup "
                    "inputs between training points (KD+) lets a student above some capacity "
                    "match or beat its teacher. Here: scratch / KD / KD+ at three student widths, "
-                   "one teacher (`fmnist_teacher`). *Matches the teacher* means "
+                   "one teacher (`fmnist_teacher_small`). *Matches the teacher* means "
                    "`mean + std >= teacher accuracy` (the teacher is one run).")
         out.append("")
         groups = [f"capacity-{s}" for s in CAPACITY]
@@ -575,7 +575,7 @@ class Report:
         out = ["## Claim 3 — DPK: the student keeps improving with a better teacher", ""]
         out.append("Paper: with KD the student's accuracy saturates as the teacher grows; with "
                    "DPK (teacher features as prior knowledge) it keeps rising. Here: one student "
-                   "(`fmnist_student`), three teachers, KD vs DPK. *Rises* means the largest "
+                   "(`fmnist_student_small`), three teachers, KD vs DPK. *Rises* means the largest "
                    "teacher's student beats the smallest teacher's under the rule; *saturates* "
                    "means the step from the medium to the large teacher does not count as a "
                    "gain.")
@@ -615,7 +615,7 @@ class Report:
                 axis.set_xlabel(label)
                 axis.set_ylabel("student last-epoch test accuracy (%)")
                 axis.legend(fontsize=8)
-            figure.suptitle("Student accuracy vs teacher (fmnist_student)")
+            figure.suptitle("Student accuracy vs teacher (fmnist_student_small)")
             out += ["", self.image("claim3_dpk.png", figure)]
         return out + [""]
 

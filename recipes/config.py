@@ -18,11 +18,12 @@ CIFAR_PRESET = dict(
     lr_schedule="step", lr_decay_epochs=(150, 180, 210), lr_decay_rate=0.1,
     augment="crop_flip", teacher=None, student=None)
 
-# Fashion-MNIST main job: a ~15 minute run on 2 CPU cores (teacher trained once, reused).
+# Fashion-MNIST main job: about 12 minutes on 2 CPU cores (the teacher is trained once and
+# reused). Measured here: teacher 91.8%, student 3.7k params from scratch 87.5%, with KD 88.5%.
 FASHION_MNIST_PRESET = dict(
-    epochs=12, teacher_epochs=15, batch_size=128, learning_rate=0.05, weight_decay=5e-4,
+    epochs=10, teacher_epochs=10, batch_size=128, learning_rate=0.05, weight_decay=5e-4,
     lr_schedule="cosine", lr_decay_epochs=(), lr_decay_rate=0.1,
-    augment="none", teacher="fmnist_teacher", student="fmnist_student")
+    augment="none", teacher="fmnist_teacher_small", student="fmnist_student_small")
 
 PRESETS = {
     "fashion_mnist": FASHION_MNIST_PRESET,
