@@ -352,6 +352,14 @@ def evaluate_accuracy(model, dataset):
     return float(np.mean(logits.argmax(-1) == dataset_labels(dataset)))
 
 
+def per_class_accuracy(model, dataset, num_classes):
+    """Test accuracy of each class (None for a class absent from the data)."""
+    predicted = predict_logits(model, dataset).argmax(-1)
+    labels = dataset_labels(dataset)
+    return [float(np.mean(predicted[labels == k] == k)) if np.any(labels == k) else None
+            for k in range(num_classes)]
+
+
 def agreement(teacher, student, dataset):
     return float(np.mean(predict_logits(teacher, dataset).argmax(-1)
                          == predict_logits(student, dataset).argmax(-1)))

@@ -77,7 +77,13 @@ def get_teacher(config, splits, strategy):
     if os.path.exists(cached):
         print(f"Reusing the teacher trained earlier: {cached}")
         with strategy.scope():
-            teacher = keras.saving.load_model(cached, compile=False)
+            try:
+                teacher = keras.saving.load_model(cached, compile=False)
+            except Exception as error:  # noqa: BLE001 - any load failure means the same
+                raise common.ConfigError(
+                    f"The teacher cached at {cached} cannot be loaded ({type(error).__name__}: "
+                    f"{error}). Delete {os.path.dirname(cached)} to train it again, or pass "
+                    "--teacher_weights.") from error
         common.check_model_fits_data(teacher, splits, "teacher")
         return teacher, {"source": cached, "reused": True,
                          **_read_json(os.path.join(os.path.dirname(cached), "summary.json"))}
@@ -108,13 +114,14 @@ def _read_json(path):
         return {}
 
 
-def distill_student(config, splits, strategy, teacher, model_dir):
+def distill_student(config, splits, strategy, teacher, model_dir, baseline_student=None):
     """Builds the method's terms and trains the student with them.
 
     Returns:
         `(student, summary)`.
     """
     from keras_distill import Distiller, methods
+    from keras_distill.checks import TrackedOptions
 
     steps = common.steps_per_epoch(config, splits)
     validation_data = tuple(splits.validation) if splits.validation is not None else None
@@ -124,9 +131,12 @@ def distill_student(config, splits, strategy, teacher, model_dir):
             teacher=teacher, student=student, num_classes=splits.num_classes,
             steps_per_epoch=steps, epochs=config.epochs,
             teacher_taps=common.feature_taps(teacher), student_taps=common.feature_taps(student),
-            options=dict(config.method_options), num_train_examples=len(splits.train),
-            validation_data=validation_data, seed=config.seed)
+            options=TrackedOptions(config.method_options), num_train_examples=len(splits.train),
+            validation_data=validation_data, seed=config.seed,
+            train_data=tuple(splits.train), model_dir=model_dir,
+            baseline_student=baseline_student)
         spec = methods.build(config.method, context)
+    check_labels_for_terms(config, spec)
     cache = teacher_cache(config, splits, teacher, spec) if teacher is not None else None
     side_inputs = tuple(spec.side_inputs) + (("index",) if cache is not None else ())
     train, validation, test = common.pipelines(config, splits, tuple(dict.fromkeys(side_inputs)))
@@ -142,16 +152,82 @@ def distill_student(config, splits, strategy, teacher, model_dir):
         model.compile(optimizer=common.make_optimizer(config, steps, config.epochs),
                       loss=supervised_loss(train), metrics=["accuracy"],
                       jit_compile=config.jit_compile)
-    callbacks, tracker = common.standard_callbacks(config, model_dir, test, lambda: student)
+    unused = context.options.unused()
+    if unused:
+        raise common.ConfigError(
+            f"--method_options {unused} are not read by --method={config.method}, which reads "
+            f"{context.options.asked()}: check the spelling.")
+    callbacks, tracker = common.standard_callbacks(config, model_dir, test, lambda: student,
+                                                   extra=list(spec.callbacks))
+    train = common.resumable(train, callbacks)
     with common.Timer() as timer:
         model.fit(train, validation_data=validation, epochs=config.epochs,
-                  callbacks=callbacks + list(spec.callbacks), verbose=config.verbose)
+                  callbacks=callbacks, verbose=config.verbose)
     summary = {"test_accuracy": common.accuracy_summary(tracker, student, test),
                "params": int(student.count_params()), "seconds": round(timer.seconds, 1),
                "notes": spec.notes}
     if teacher is not None and test is not None:
         summary["agreement_with_teacher"] = common.agreement(teacher, student, test)
     return student, summary
+
+
+def check_labels_for_terms(config, spec):
+    """Refuses soft-label augmentation (MixUp / CutMix) for terms that read integer labels."""
+    from keras_distill.data import get_augmentation
+
+    if not getattr(get_augmentation(config.augment), "soft_labels", False):
+        return
+    readers = [getattr(t, "name", type(t).__name__) for t in _terms(spec)
+               if getattr(t, "requires_labels", False) and getattr(t, "input_view", None) is None]
+    if readers:
+        raise common.ConfigError(
+            f"--augment={config.augment} mixes labels into soft one-hot targets, but "
+            f"--method={config.method}'s term(s) {readers} read integer class labels. Use an "
+            "augmentation that keeps labels (none, flip, crop_flip, randaugment) with this "
+            "method, or a method whose terms read no labels (e.g. kd).")
+
+
+def check_flags(config):
+    """Refuses flag combinations that cannot do what they ask, before any work.
+
+    - `--teacher_cache=on` with a random augmentation (the cached outputs would
+      describe other images than the student sees), or with a method that
+      distils from no teacher (nothing to cache);
+    - `--teacher_weights` with a method that uses no teacher at all (`dml`);
+    - `--export` with an unknown format, or into an export folder that already
+      holds an artifact without `--overwrite` (checked again, and replaced with
+      `--overwrite`, only after training).
+
+    `--export` with `--method=scratch` is allowed: it exports the scratch student.
+    """
+    from keras_distill import export as export_lib, methods
+    from keras_distill.teacher_cache import TeacherCache, TeacherCacheError
+
+    distils = methods.needs_teacher(config.method)
+    if config.teacher_cache == "on":
+        if not distils:
+            raise common.ConfigError(
+                f"--teacher_cache=on, but --method={config.method} distils from no teacher: "
+                "there are no teacher outputs to cache. Drop --teacher_cache.")
+        try:
+            TeacherCache.check_pipeline(config.augment)
+        except TeacherCacheError as error:
+            raise common.ConfigError(f"--teacher_cache=on with --augment={config.augment}: "
+                                     f"{error}") from error
+    if config.teacher_weights and not distils and config.method != "scratch":
+        raise common.ConfigError(
+            f"--teacher_weights is given, but --method={config.method} uses no teacher; drop "
+            "--teacher_weights.")
+    if config.export:
+        unknown = sorted(set(config.export) - set(export_lib.FORMATS))
+        if unknown:
+            raise common.ConfigError(f"--export: unknown format(s) {unknown}; choose from "
+                                     f"{','.join(export_lib.FORMATS)}.")
+        if not config.overwrite:
+            try:
+                export_lib.prepare_output_dir(os.path.join(config.model_dir, "export"))
+            except FileExistsError as error:
+                raise common.ConfigError(f"--export: {error}") from error
 
 
 def teacher_cache(config, splits, teacher, spec):
@@ -198,6 +274,7 @@ def run(config: RunConfig):
         raise common.ConfigError(f"--method: {error}") from error
     common.validate(config)
     common.prepare_model_dir(config.model_dir)
+    check_flags(config)
     common.write_json(os.path.join(config.model_dir, "config.json"), dataclasses.asdict(config))
     strategy = common.setup(config)
     splits, transforms = common.load_data(config)
@@ -205,9 +282,15 @@ def run(config: RunConfig):
 
     rows, results = [], {"method": config.method, "dataset": splits.describe(),
                          "transforms": transforms}
-    teacher = None
+    teacher = scratch = None
     if methods.needs_teacher(config.method) or config.method == "scratch":
         teacher, info = get_teacher(config, splits, strategy)
+        # Loading a teacher draws from the global RNG (layer initializers run before the weights
+        # are read): reseed so the students start the same whether the teacher was trained or
+        # loaded (a killed run that reuses the teacher then resumes to the same result).
+        import keras
+
+        keras.utils.set_random_seed(config.seed)
         accuracy = common.evaluate_accuracy(teacher, test)
         results["teacher"] = {"name": config.teacher, "test_accuracy": accuracy,
                               "params": int(teacher.count_params()), **info}
@@ -219,6 +302,8 @@ def run(config: RunConfig):
                                        os.path.join(config.model_dir, "scratch"))
         if teacher is not None:
             summary["agreement_with_teacher"] = common.agreement(teacher, scratch, test)
+        summary["per_class_test_accuracy"] = common.per_class_accuracy(
+            scratch, test, splits.num_classes)
         results["scratch"] = summary
         rows.append({"model": f"scratch {config.student}", "params": summary["params"],
                      "best": summary["test_accuracy"]["best"],
@@ -226,7 +311,10 @@ def run(config: RunConfig):
                      "agreement": summary.get("agreement_with_teacher")})
         student = scratch
     if config.method != "scratch":
-        student, summary = distill_student(config, splits, strategy, teacher, config.model_dir)
+        student, summary = distill_student(config, splits, strategy, teacher, config.model_dir,
+                                           baseline_student=scratch)
+        summary["per_class_test_accuracy"] = common.per_class_accuracy(
+            student, test, splits.num_classes)
         results["student"] = summary
         rows.append({"model": f"{config.method} {config.student}", "params": summary["params"],
                      "best": summary["test_accuracy"]["best"],
@@ -268,7 +356,7 @@ def main(argv):
         return
     try:
         run(config_from_flags())
-    except common.ConfigError as error:
+    except common.user_errors() as error:
         sys.exit(f"error: {error}")
 
 

@@ -43,6 +43,7 @@ def train_model(model_name, config, splits, strategy, epochs, model_dir, role="s
                       loss=supervised_loss(train), metrics=["accuracy"],
                       jit_compile=config.jit_compile)
     callbacks, tracker = common.standard_callbacks(config, model_dir, test, lambda: model)
+    train = common.resumable(train, callbacks)
     with common.Timer() as timer:
         model.fit(train, validation_data=validation, epochs=epochs, callbacks=callbacks,
                   verbose=config.verbose)
@@ -76,7 +77,7 @@ def main(argv):
     del argv
     try:
         run(config_from_flags())
-    except common.ConfigError as error:
+    except common.user_errors() as error:
         sys.exit(f"error: {error}")
 
 
