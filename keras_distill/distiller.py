@@ -6,7 +6,7 @@ import keras
 import tensorflow as tf
 from keras import ops
 
-from keras_distill import checks, features
+from keras_distill import checks, features, multi_worker
 from keras_distill.losses.base import DistillationLoss
 
 SIDE_INPUTS_KEY = "inputs"
@@ -106,6 +106,8 @@ class Distiller(keras.Model):
         **kwargs,
     ):
         super().__init__(name=name, **kwargs)
+        if multi_worker.is_multi_worker():  # stock Keras fit() fails with several workers
+            multi_worker.enable()
         if isinstance(teacher, dict):
             teacher = keras.saving.deserialize_keras_object(teacher)
         if isinstance(student, dict):
@@ -302,14 +304,20 @@ class Distiller(keras.Model):
                     f"({{'inputs': x, {', '.join(repr(m) + ': ...' for m in sorted(missing))}}}, y).")
 
     def _check_step_inputs(self, inputs, y, side):
-        """Input shapes (at trace time) and, outside XLA, label range (in the graph)."""
+        """Input shapes (at trace time) and, outside XLA, label range (in the graph).
+
+        Returns `y`, made to depend on the label check so no loss reads it first.
+        """
         checks.check_inputs_fit(inputs, self.student, "student")
         if TEACHER_OUTPUTS_KEY not in side:
             checks.check_inputs_fit(inputs, self.teacher, "teacher")
         reads_labels = self._compile_loss is not None or any(t.requires_labels for t in self.terms)
         if y is not None and reads_labels and checks.labels_rank_is_sparse(y) and \
                 (self._num_classes or 0) > 1 and self.jit_compile is not True:
-            checks.assert_labels_in_range(self._integer_labels(y), self._num_classes)
+            with tf.control_dependencies(
+                    checks.assert_labels_in_range(self._integer_labels(y), self._num_classes)):
+                y = tf.identity(y)
+        return y
 
     def fit(self, x=None, y=None, *args, **kwargs):
         """`keras.Model.fit`, refusing empty training data with a clear error.
@@ -451,7 +459,7 @@ class Distiller(keras.Model):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         inputs, side = self._split_inputs(x)
         self._check_batch(y, side, training=True)
-        self._check_step_inputs(inputs, y, side)
+        y = self._check_step_inputs(inputs, y, side)
         view_batches = self._make_views(inputs, self._integer_labels(y), side, training=True)
         teacher_outputs = self._teacher_outputs(inputs, view_batches, side)
         with tf.GradientTape() as tape:
@@ -472,7 +480,7 @@ class Distiller(keras.Model):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         inputs, side = self._split_inputs(x)
         self._check_batch(y, side, training=False)
-        self._check_step_inputs(inputs, y, side)
+        y = self._check_step_inputs(inputs, y, side)
         teacher_outputs = self._teacher_outputs(inputs, [], side)
         student_outputs = self._forward(self._student_extractor, inputs, [], training=False)
         total, supervised, values = self._compute_losses(
