@@ -175,16 +175,8 @@ class Cohort(keras.Model):
         """The member `call()` returns (member 0 when `prediction="ensemble"`)."""
         return self.members[0 if self.prediction == ENSEMBLE else self.prediction]
 
-    def get_term(self, name):
-        """The term registered under `name`."""
-        try:
-            return self.terms[self.term_names.index(name)]
-        except ValueError:
-            raise KeyError(f"No term named {name!r}; terms: {self.term_names}") from None
-
-    def loss_weight(self, name):
-        """The weight (variable or schedule) of term `name`."""
-        return self.loss_weights_by_name[name]
+    get_term = Distiller.get_term
+    loss_weight = Distiller.loss_weight
 
     # ------------------------------------------------------------------ call
     def call(self, inputs, training=False):
