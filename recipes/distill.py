@@ -97,10 +97,13 @@ def get_teacher(config, splits, strategy):
     teacher, summary = train_model(config.teacher, teacher_config, splits, strategy,
                                    config.teacher_epochs, folder, role="teacher")
     keras.utils.set_random_seed(config.seed)
-    temporary = cached + ".partial.keras"
-    teacher.save(temporary)
-    os.replace(temporary, cached)  # a half-written teacher is never reused
-    common.write_json(os.path.join(folder, "summary.json"), summary)
+    from keras_distill.distribute import is_chief
+
+    if is_chief():  # on a cluster only the chief writes the shared teacher cache
+        temporary = cached + ".partial.keras"
+        teacher.save(temporary)
+        os.replace(temporary, cached)  # a half-written teacher is never reused
+        common.write_json(os.path.join(folder, "summary.json"), summary)
     return teacher, {"source": cached, "reused": False, **summary}
 
 
