@@ -165,7 +165,8 @@ def summarize(records):
             entry["agreement"].append(part["agreement_with_teacher"])
         entry["seeds"].append(record["seed"])
         if "teacher" in results:
-            entry["teacher"] = results["teacher"]["test_accuracy"]
+            teacher = results["teacher"]["test_accuracy"]
+            entry["teacher"] = teacher.get("last") if isinstance(teacher, dict) else teacher
     rows = []
     for (group, method), entry in sorted(table.items()):
         row = {"group": group, "method": method, "n": len(entry["seeds"]),

@@ -136,6 +136,8 @@ def diff(a, b):
 
 
 def pct(value):
+    if isinstance(value, dict):  # older run JSONs stored the teacher's training summary
+        value = value.get("last")
     return "–" if value is None else f"{100 * value:.2f}"
 
 
@@ -181,6 +183,9 @@ def load_results(results_dir):
                 record = json.load(handle)
             if not isinstance(record, dict) or "results" not in record:
                 continue
+            teacher = record["results"].get("teacher") or {}
+            if isinstance(teacher.get("test_accuracy"), dict):  # older runs: training summary
+                teacher["test_accuracy"] = teacher["test_accuracy"].get("last")
             record["_grid"], record["_folder"] = grid, folder
             record["_run_id"] = name[: -len(".json")]
             records[record["_run_id"]] = record

@@ -295,8 +295,9 @@ def run(config: RunConfig):
 
         keras.utils.set_random_seed(config.seed)
         accuracy = common.evaluate_accuracy(teacher, test)
-        results["teacher"] = {"name": config.teacher, "test_accuracy": accuracy,
-                              "params": int(teacher.count_params()), **info}
+        results["teacher"] = {**info, "name": config.teacher, "test_accuracy": accuracy,
+                              "training_test_accuracy": info.get("test_accuracy"),
+                              "params": int(teacher.count_params())}
         rows.append({"model": f"teacher {config.teacher}", "params": int(teacher.count_params()),
                      "best": info.get("test_accuracy", {}).get("best"), "last": accuracy,
                      "agreement": 1.0})
