@@ -307,31 +307,16 @@ class Cohort(keras.Model):
         return self.get_metrics_result()
 
     # --------------------------------------------------------- serialization
-    def get_config(self):
-        def weight_config(weight):
-            if isinstance(weight, keras.optimizers.schedules.LearningRateSchedule):
-                return keras.saving.serialize_keras_object(weight)
-            return float(ops.convert_to_numpy(weight))
+    _terms_config = Distiller._terms_config
 
+    def get_config(self):
         return {
             "name": self.name,
             "members": [keras.saving.serialize_keras_object(m) for m in self.members],
-            "distillation_losses": {
-                n: keras.saving.serialize_keras_object(t)
-                for n, t in zip(self.term_names, self.terms)},
-            "distillation_loss_weights": {
-                n: weight_config(self.loss_weights_by_name[n]) for n in self.term_names},
-            "student_loss_weight": weight_config(self.student_loss_weight),
+            **self._terms_config(),
             "prediction": self.prediction,
         }
 
     @classmethod
     def from_config(cls, config):
-        config = dict(config)
-        config["distillation_loss_weights"] = {
-            n: keras.saving.deserialize_keras_object(w) if isinstance(w, dict) else w
-            for n, w in config["distillation_loss_weights"].items()}
-        if isinstance(config["student_loss_weight"], dict):
-            config["student_loss_weight"] = keras.saving.deserialize_keras_object(
-                config["student_loss_weight"])
-        return cls(**config)
+        return cls(**Distiller._deserialize_weights(config))

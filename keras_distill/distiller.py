@@ -493,33 +493,43 @@ class Distiller(keras.Model):
         return self(x, training=False)
 
     # --------------------------------------------------------- serialization
-    def get_config(self):
+    def _terms_config(self):
+        """Serialized terms and weights (shared with `Cohort.get_config`)."""
         def weight_config(weight):
             if isinstance(weight, keras.optimizers.schedules.LearningRateSchedule):
                 return keras.saving.serialize_keras_object(weight)
             return float(ops.convert_to_numpy(weight))
 
         return {
-            "name": self.name,
-            "teacher": keras.saving.serialize_keras_object(self.teacher),
-            "student": keras.saving.serialize_keras_object(self.student),
             "distillation_losses": {
                 n: keras.saving.serialize_keras_object(t)
                 for n, t in zip(self.term_names, self.terms)},
             "distillation_loss_weights": {
                 n: weight_config(self.loss_weights_by_name[n]) for n in self.term_names},
             "student_loss_weight": weight_config(self.student_loss_weight),
+        }
+
+    @staticmethod
+    def _deserialize_weights(config):
+        """Undoes `_terms_config` for the weights (schedules come back as objects)."""
+        config = dict(config)
+        config["distillation_loss_weights"] = {
+            n: keras.saving.deserialize_keras_object(w) if isinstance(w, dict) else w
+            for n, w in config["distillation_loss_weights"].items()}
+        if isinstance(config["student_loss_weight"], dict):
+            config["student_loss_weight"] = keras.saving.deserialize_keras_object(
+                config["student_loss_weight"])
+        return config
+
+    def get_config(self):
+        return {
+            "name": self.name,
+            "teacher": keras.saving.serialize_keras_object(self.teacher),
+            "student": keras.saving.serialize_keras_object(self.student),
+            **self._terms_config(),
             "teacher_outputs": self.teacher_outputs,
         }
 
     @classmethod
     def from_config(cls, config):
-        config = dict(config)
-        for key in ("distillation_loss_weights",):
-            config[key] = {
-                n: keras.saving.deserialize_keras_object(w) if isinstance(w, dict) else w
-                for n, w in config[key].items()}
-        if isinstance(config["student_loss_weight"], dict):
-            config["student_loss_weight"] = keras.saving.deserialize_keras_object(
-                config["student_loss_weight"])
-        return cls(**config)
+        return cls(**cls._deserialize_weights(config))

@@ -549,7 +549,7 @@ def test_recipe_refuses_a_full_disk_before_training(tmp_path):
 
     disk = tmp_path / "disk"
     if not _mount_tmpfs(disk, "32k"):
-        pytest.skip("cannot mount a tmpfs here (needs root)")
+        pytest.skip("cannot mount a tmpfs here (needs root); the simulated disk-full test covers the same path")
     try:
         with pytest.raises(common.ConfigError, match=r"--model_dir '.*' is not writable \(No space "
                            r"left on device\)"):
