@@ -110,32 +110,89 @@ def _dedupe(runs):
     return unique
 
 
+SKIPPED = {"stored": "stored result reused",
+           "shared": "the same run of another group reused",
+           "busy": "another process is running it: skipped"}
+
+
+def _stored_elsewhere(run, output_dir):
+    """The record of the same configuration stored by another group or grid, if any."""
+    root = os.path.dirname(output_dir)
+    suffix = run.run_id[len(run.group):]  # "--method--seedN--overrides"
+    for grid_dir in sorted(os.listdir(root)) if os.path.isdir(root) else ():
+        folder = os.path.join(root, grid_dir)
+        if not os.path.isdir(folder):
+            continue
+        for name in sorted(os.listdir(folder)):
+            stem = name[:-len(".json")] if name.endswith(".json") else ""
+            if "--" in stem and "--" + stem.split("--", 1)[1] == suffix:
+                with open(os.path.join(folder, name)) as handle:
+                    record = json.load(handle)
+                if record.get("extra", {}) == {}:
+                    return record, os.path.join(grid_dir, name)
+    return None, None
+
+
+def _claim(path):
+    """Marks a run as in progress (so a second grid process skips it); False if taken."""
+    lock = path + ".running"
+    try:
+        descriptor = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        try:
+            with open(lock) as handle:
+                os.kill(int(handle.read().strip() or 0), 0)
+            return False  # its process is alive
+        except (ProcessLookupError, ValueError):
+            os.remove(lock)  # left by a killed process: take it over
+            return _claim(path)
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(str(os.getpid()))
+    return True
+
+
 def run_one(run, output_dir, extra):
-    """Runs one grid cell (or returns its stored result)."""
+    """Runs one grid cell, or returns its stored result.
+
+    Returns:
+        `(record, status)`, status "ran", "stored", "shared" (the same
+        configuration was run by another group or grid and is reused), or
+        "busy" (another process is running it; record is None).
+    """
     from recipes import distill
+    from recipes.common import write_json
     from recipes.config import RunConfig
 
     path = os.path.join(output_dir, f"{run.run_id}.json")
     if os.path.exists(path):
         with open(path) as handle:
-            return json.load(handle), True
-    values = dict(run.overrides)
-    values.update(extra)
-    config = RunConfig(method=run.method, seed=run.seed, baseline=False,
-                       model_dir=os.path.join(output_dir, "runs", run.run_id),
-                       # teachers are shared by every grid under the same root
-                       teacher_dir=os.path.join(os.path.dirname(output_dir), "teachers"),
-                       verbose=2, **values)
-    started = time.time()
-    results = distill.run(config)
-    record = {"group": run.group, "method": run.method, "seed": run.seed,
-              "overrides": dict(run.overrides), "extra": dict(extra),
-              "config": dataclasses.asdict(config.resolve()), "machine": machine(),
-              "seconds": round(time.time() - started, 1), "results": results}
-    from recipes.common import write_json
-
-    write_json(path, record)
-    return record, False
+            return json.load(handle), "stored"
+    if not extra:
+        record, source = _stored_elsewhere(run, output_dir)
+        if record is not None:
+            record = {**record, "group": run.group, "shared_from": source}
+            write_json(path, record)
+            return record, "shared"
+    if not _claim(path):
+        return None, "busy"
+    try:
+        values = dict(run.overrides)
+        values.update(extra)
+        config = RunConfig(method=run.method, seed=run.seed, baseline=False,
+                           model_dir=os.path.join(output_dir, "runs", run.run_id),
+                           # teachers are shared by every grid under the same root
+                           teacher_dir=os.path.join(os.path.dirname(output_dir), "teachers"),
+                           verbose=2, **values)
+        started = time.time()
+        results = distill.run(config)
+        record = {"group": run.group, "method": run.method, "seed": run.seed,
+                  "overrides": dict(run.overrides), "extra": dict(extra),
+                  "config": dataclasses.asdict(config.resolve()), "machine": machine(),
+                  "seconds": round(time.time() - started, 1), "results": results}
+        write_json(path, record)
+    finally:
+        os.remove(path + ".running")
+    return record, "ran"
 
 
 def machine():
@@ -238,9 +295,9 @@ def main(argv):
         return
     for number, run in enumerate(runs, 1):
         print(f"[{number}/{len(runs)}] {run.run_id}", flush=True)
-        _, stored = run_one(run, output_dir, extra)
-        if stored:
-            print("  (stored result reused)")
+        _, status = run_one(run, output_dir, extra)
+        if status != "ran":
+            print(f"  ({SKIPPED[status]})")
     rows = summarize(load_records(output_dir))
     from recipes.common import write_json
 

@@ -277,22 +277,49 @@ def make_optimizer(config, steps, epochs):
 class EpochAccuracy(keras.callbacks.Callback):
     """Records a model's test accuracy after every epoch (for best and last epoch).
 
+    A resumed run keeps the epochs it finished before the interruption: they
+    are read back from the run's `history.csv` (written by `CSVLogger`, which
+    sees the `test_accuracy` this callback adds to the epoch logs), and an
+    epoch trained again after a crash replaces its earlier row.
+
     Args:
         model_fn: `() -> keras.Model` to evaluate (the student inside a Distiller).
         dataset: Batched `(x, y)` test dataset.
+        history_csv: Optional `history.csv` of an earlier, interrupted attempt.
     """
 
-    def __init__(self, model_fn, dataset):
+    def __init__(self, model_fn, dataset, history_csv=None):
         super().__init__()
         self.model_fn = model_fn
         self.dataset = dataset
-        self.history = []
+        self.by_epoch = read_history_column(history_csv, "test_accuracy") if history_csv else {}
+
+    @property
+    def history(self):
+        """Test accuracy of epochs 1, 2, ... in order."""
+        return [self.by_epoch[epoch] for epoch in sorted(self.by_epoch)]
 
     def on_epoch_end(self, epoch, logs=None):
         accuracy = evaluate_accuracy(self.model_fn(), self.dataset)
-        self.history.append(accuracy)
+        # an epoch trained again (after a crash) replaces its row and any later ones
+        self.by_epoch = {e: a for e, a in self.by_epoch.items() if e < epoch}
+        self.by_epoch[epoch] = accuracy
         if logs is not None:
             logs["test_accuracy"] = accuracy
+
+
+def read_history_column(path, column):
+    """`{epoch: value}` of one column of a CSVLogger file (later rows win)."""
+    import csv
+
+    values = {}
+    if not path or not os.path.exists(path):
+        return values
+    with open(path, newline="") as handle:
+        for row in csv.DictReader(handle):
+            if row.get(column) not in (None, ""):
+                values[int(row["epoch"])] = float(row[column])
+    return values
 
 
 def standard_callbacks(config, model_dir, test_dataset=None, model_fn=None, extra=()):
@@ -316,7 +343,8 @@ def standard_callbacks(config, model_dir, test_dataset=None, model_fn=None, extr
     callbacks.extend(extra)
     tracker = None
     if test_dataset is not None and model_fn is not None:
-        tracker = EpochAccuracy(model_fn, test_dataset)
+        tracker = EpochAccuracy(model_fn, test_dataset,
+                                history_csv=os.path.join(model_dir, "history.csv"))
         callbacks.append(tracker)
     callbacks.append(keras.callbacks.TensorBoard(os.path.join(model_dir, "tensorboard")))
     callbacks.append(keras.callbacks.CSVLogger(os.path.join(model_dir, "history.csv"),

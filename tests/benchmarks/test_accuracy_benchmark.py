@@ -1,6 +1,7 @@
 """benchmarks/accuracy.py: grids, resumption and aggregation (no training here)."""
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -33,8 +34,45 @@ def test_stored_runs_are_reused_not_rerun(tmp_path, monkeypatch):
     import recipes.distill
 
     monkeypatch.setattr(recipes.distill, "run", fail)
-    record, reused = accuracy.run_one(run, str(tmp_path), {})
-    assert reused and record == stored
+    record, status = accuracy.run_one(run, str(tmp_path), {})
+    assert status == "stored" and record == stored
+
+
+def test_the_same_configuration_in_another_grid_is_shared(tmp_path, monkeypatch):
+    """The claims grid reuses the methods grid's identical runs instead of rerunning them."""
+    import recipes.distill
+
+    monkeypatch.setattr(recipes.distill, "run", lambda *a, **k: pytest.fail("ran again"))
+    methods = [r for r in accuracy.grid("methods") if r.method == "kd" and r.seed == 1][0]
+    (tmp_path / "methods").mkdir()
+    stored = {"group": methods.group, "method": "kd", "seed": 1, "extra": {}, "results": {"x": 1}}
+    (tmp_path / "methods" / f"{methods.run_id}.json").write_text(json.dumps(stored))
+    capacity = [r for r in accuracy.grid("claims") if r.method == "kd" and r.seed == 1
+                and r.group == "capacity-fmnist_student_small"][0]
+    record, status = accuracy.run_one(capacity, str(tmp_path / "claims"), {})
+    assert status == "shared" and record["results"] == {"x": 1}
+    assert record["group"] == "capacity-fmnist_student_small"
+    assert json.loads((tmp_path / "claims" / f"{capacity.run_id}.json").read_text()) == record
+    # a different configuration (another student) is not confused with it
+    wide = [r for r in accuracy.grid("claims") if r.method == "kd" and r.seed == 1
+            and r.group == "capacity-fmnist_student_wide"][0]
+    assert accuracy._stored_elsewhere(wide, str(tmp_path / "claims")) == (None, None)
+
+
+def test_a_run_in_progress_elsewhere_is_skipped(tmp_path, monkeypatch):
+    import recipes.distill
+
+    monkeypatch.setattr(recipes.distill, "run", lambda *a, **k: pytest.fail("ran twice"))
+    run = accuracy.grid("smoke")[0]
+    output_dir = tmp_path / "smoke"
+    output_dir.mkdir()
+    lock = output_dir / f"{run.run_id}.json.running"
+    lock.write_text(str(os.getpid()))  # a live process holds it
+    assert accuracy.run_one(run, str(output_dir), {}) == (None, "busy")
+    lock.write_text("999999999")  # its process died: the lock is taken over
+    monkeypatch.setattr(recipes.distill, "run", lambda config: {"student": {}})
+    record, status = accuracy.run_one(run, str(output_dir), {})
+    assert status == "ran" and not lock.exists()
 
 
 def test_summary_mean_and_sample_std():
