@@ -50,6 +50,10 @@ class MethodContext:
         train_data: The training data (a batched `tf.data.Dataset` of
             `(x, y)` or `(x, y)` arrays), or None; for methods that need a
             preliminary run on it (TLLM's reference student).
+        reference_history: Per-epoch per-class validation accuracy of the
+            same student trained on labels only with the run's own recipe
+            (a list of `K`-lists, one per epoch), or a `() -> list` that
+            trains it when called, or None (TLLM's reference).
     """
 
     teacher: Any
@@ -66,6 +70,7 @@ class MethodContext:
     train_data: Any = None
     model_dir: Any = None
     baseline_student: Any = None
+    reference_history: Any = None
 
     def option(self, name, default):
         """A user override cast to the default's type, else the default."""

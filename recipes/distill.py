@@ -117,7 +117,37 @@ def _read_json(path):
         return {}
 
 
-def distill_student(config, splits, strategy, teacher, model_dir, baseline_student=None):
+def per_class_recorder(splits, config, model_dir):
+    """A per-class validation-accuracy recorder for a labels-only training (or None).
+
+    Attached to the scratch student it gives TLLM its reference trajectory
+    (compared with the distilled student epoch by epoch); it persists in
+    `model_dir/reference_per_class_accuracy.json`, so a resumed run keeps it.
+    """
+    from keras_distill.callbacks import PerClassAccuracyHistory
+
+    if splits.validation is None:
+        return None
+    _, validation, _ = common.pipelines(config, splits)
+    os.makedirs(model_dir, exist_ok=True)
+    return PerClassAccuracyHistory(
+        validation, splits.num_classes,
+        path=os.path.join(model_dir, "reference_per_class_accuracy.json"))
+
+
+def reference_trainer(config, splits, strategy, model_dir):
+    """`() -> trajectory`: trains the student on labels with the run's recipe when called."""
+    def train():
+        recorder = per_class_recorder(splits, config, model_dir)
+        train_model(config.student, config, splits, strategy, config.epochs, model_dir,
+                    extra_callbacks=[recorder])
+        return recorder.history
+
+    return train
+
+
+def distill_student(config, splits, strategy, teacher, model_dir, baseline_student=None,
+                    reference_history=None):
     """Builds the method's terms and trains the student with them.
 
     Returns:
@@ -137,7 +167,7 @@ def distill_student(config, splits, strategy, teacher, model_dir, baseline_stude
             options=TrackedOptions(config.method_options), num_train_examples=len(splits.train),
             validation_data=validation_data, seed=config.seed,
             train_data=tuple(splits.train), model_dir=model_dir,
-            baseline_student=baseline_student)
+            baseline_student=baseline_student, reference_history=reference_history)
         spec = methods.build(config.method, context)
     check_labels_for_terms(config, spec)
     cache = teacher_cache(config, splits, teacher, spec) if teacher is not None else None
@@ -301,9 +331,13 @@ def run(config: RunConfig):
         rows.append({"model": f"teacher {config.teacher}", "params": int(teacher.count_params()),
                      "best": info.get("test_accuracy", {}).get("best"), "last": accuracy,
                      "agreement": 1.0})
+    reference_history = None
     if config.baseline or config.method == "scratch":
+        scratch_dir = os.path.join(config.model_dir, "scratch")
+        recorder = per_class_recorder(splits, config, scratch_dir)
         scratch, summary = train_model(config.student, config, splits, strategy, config.epochs,
-                                       os.path.join(config.model_dir, "scratch"))
+                                       scratch_dir, extra_callbacks=[recorder] if recorder else ())
+        reference_history = recorder.history if recorder else None
         if teacher is not None:
             summary["agreement_with_teacher"] = common.agreement(teacher, scratch, test)
         summary["per_class_test_accuracy"] = common.per_class_accuracy(
@@ -315,8 +349,12 @@ def run(config: RunConfig):
                      "agreement": summary.get("agreement_with_teacher")})
         student = scratch
     if config.method != "scratch":
+        if reference_history is None and splits.validation is not None:
+            reference_history = reference_trainer(  # trained only if the method asks
+                config, splits, strategy, os.path.join(config.model_dir, "reference"))
         student, summary = distill_student(config, splits, strategy, teacher, config.model_dir,
-                                           baseline_student=scratch)
+                                           baseline_student=scratch,
+                                           reference_history=reference_history)
         summary["per_class_test_accuracy"] = common.per_class_accuracy(
             student, test, splits.num_classes)
         results["student"] = summary

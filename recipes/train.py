@@ -28,8 +28,11 @@ def supervised_loss(dataset):
         keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
 
-def train_model(model_name, config, splits, strategy, epochs, model_dir, role="student"):
+def train_model(model_name, config, splits, strategy, epochs, model_dir, role="student",
+                extra_callbacks=()):
     """Builds `model_name` under the strategy and trains it on labels.
+
+    `extra_callbacks` run with the standard ones (e.g. a per-class recorder).
 
     Returns:
         `(model, summary)`: the trained model and `{"test_accuracy": {...}, "params",
@@ -42,7 +45,8 @@ def train_model(model_name, config, splits, strategy, epochs, model_dir, role="s
         model.compile(optimizer=common.make_optimizer(config, steps, epochs),
                       loss=supervised_loss(train), metrics=["accuracy"],
                       jit_compile=config.jit_compile)
-    callbacks, tracker = common.standard_callbacks(config, model_dir, test, lambda: model)
+    callbacks, tracker = common.standard_callbacks(config, model_dir, test, lambda: model,
+                                                   extra=list(extra_callbacks))
     train = common.resumable(train, callbacks)
     with common.Timer() as timer:
         model.fit(train, validation_data=validation, epochs=epochs, callbacks=callbacks,

@@ -4,9 +4,10 @@ from keras_distill.callbacks.checkpoint import TrainedStateCheckpoint
 from keras_distill.callbacks.guards import (
     AtomicBackupAndRestore, NonFiniteGuard, NonFiniteLossError)
 from keras_distill.callbacks.undistillable import (
-    UndistillableClasses, per_class_accuracy, reference_per_class_accuracy)
+    PerClassAccuracyHistory, UndistillableClasses, per_class_accuracy, reference_per_class_accuracy)
 from keras_distill.callbacks.variable_schedule import VariableSchedule
 
 __all__ = ["AtomicBackupAndRestore", "NonFiniteGuard", "NonFiniteLossError",
+           "PerClassAccuracyHistory",
            "TrainedStateCheckpoint", "UndistillableClasses", "VariableSchedule",
            "per_class_accuracy", "reference_per_class_accuracy"]

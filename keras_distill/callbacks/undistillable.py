@@ -58,15 +58,57 @@ def per_class_accuracy(model, data, num_classes, batch_size=256):
     return accuracy
 
 
+class PerClassAccuracyHistory(keras.callbacks.Callback):
+    """Records a model's per-class accuracy on held-out data after every epoch.
+
+    The trajectory it builds (`history[e]` = accuracies after epoch `e + 1`)
+    is TLLM's reference: the distilled student is compared with the
+    labels-only student *at the same epoch*, not early in training with a
+    fully trained reference (which marks nearly every class undistillable).
+
+    Args:
+        validation_data: Held-out data (see `per_class_accuracy`).
+        num_classes: `K`.
+        batch_size: Prediction batch size for arrays.
+        path: Optional JSON file the history is written to after every epoch
+            and read back from on construction, so a resumed training keeps
+            the rows of the epochs it finished before the interruption.
+    """
+
+    def __init__(self, validation_data, num_classes, batch_size=256, path=None):
+        super().__init__()
+        self.validation_data = validation_data
+        self.num_classes = int(num_classes)
+        self.batch_size = batch_size
+        self.path = path
+        self.history = []
+        if path and os.path.exists(path):
+            with open(path) as handle:
+                self.history = [[np.nan if v is None else v for v in row]
+                                for row in json.load(handle)]
+
+    def on_epoch_end(self, epoch, logs=None):
+        model = getattr(self.model, "student", self.model)
+        accuracy = per_class_accuracy(model, self.validation_data, self.num_classes,
+                                      self.batch_size).tolist()
+        del self.history[epoch:]  # an epoch trained again replaces its row
+        self.history.append(accuracy)
+        if self.path:
+            with open(self.path + ".tmp", "w") as handle:
+                json.dump(_strict(self.history), handle)
+            os.replace(self.path + ".tmp", self.path)
+
+
 def reference_per_class_accuracy(student_builder, train_data, validation_data, epochs,
                                  num_classes=None, batch_size=64, optimizer="adam",
-                                 verbose=0):
+                                 per_epoch=False, verbose=0):
     """Trains a reference student on labels only; returns its per-class accuracy.
 
     This is TLLM's reference: the student trained without distillation,
     measured on the same held-out split. It costs one full student training
     of `epochs` epochs; pass accuracies from a previous scratch run instead
-    when you have them.
+    when you have them. Train it with the distilled student's own optimizer,
+    schedule and batch size, so that the two are comparable epoch by epoch.
 
     Args:
         student_builder: `() -> keras.Model` returning a fresh, untrained
@@ -79,10 +121,14 @@ def reference_per_class_accuracy(student_builder, train_data, validation_data, e
         batch_size: Batch size for arrays.
         optimizer: Optimizer name, instance, or `() -> optimizer` (default
             Adam, fixed learning rate).
+        per_epoch: If True, return the accuracies after every epoch
+            (`epochs` lists of `K`), the trajectory `UndistillableClasses`
+            compares epoch by epoch.
         verbose: Keras `fit` verbosity.
 
     Returns:
-        List of `K` floats (`nan` for classes absent from `validation_data`).
+        List of `K` floats (`nan` for classes absent from `validation_data`),
+        or with `per_epoch` a list of `epochs` such lists.
     """
     model = student_builder()
     labels_spec = (train_data.element_spec[1] if isinstance(train_data, tf.data.Dataset)
@@ -93,13 +139,14 @@ def reference_per_class_accuracy(student_builder, train_data, validation_data, e
     if callable(optimizer) and not isinstance(optimizer, keras.optimizers.Optimizer):
         optimizer = optimizer()
     model.compile(optimizer=optimizer, loss=loss)
+    num_classes = num_classes or int(model.output_shape[-1])
+    recorder = PerClassAccuracyHistory(validation_data, num_classes)
     if isinstance(train_data, tf.data.Dataset):
-        model.fit(train_data, epochs=epochs, verbose=verbose)
+        model.fit(train_data, epochs=epochs, verbose=verbose, callbacks=[recorder])
     else:
         model.fit(train_data[0], train_data[1], batch_size=batch_size, epochs=epochs,
-                  verbose=verbose)
-    num_classes = num_classes or int(model.output_shape[-1])
-    return per_class_accuracy(model, validation_data, num_classes).tolist()
+                  verbose=verbose, callbacks=[recorder])
+    return recorder.history if per_epoch else recorder.history[-1]
 
 
 class UndistillableClasses(keras.callbacks.Callback):
@@ -108,7 +155,13 @@ class UndistillableClasses(keras.callbacks.Callback):
     Every `update_every` epochs it measures the distilled student's
     per-class accuracy `a_k` on held-out data and masks class `k` when
     `a_k < r_k - delta`, `r_k` the reference student's accuracy (trained on
-    labels only). Masked classes get the hard-label loss only (see
+    labels only). With a per-epoch reference (its trajectory, e.g. from
+    `reference_per_class_accuracy(..., per_epoch=True)`) the student after
+    epoch `e` is compared with the reference after epoch `e` (the last row
+    beyond its end); with a single row, with that row at every epoch. Prefer
+    the trajectory: early in training a student is behind a fully trained
+    reference on nearly every class, and a fixed reference then masks them
+    all. Masked classes get the hard-label loss only (see
     `keras_distill.losses.ClassMask`). It logs `undistillable_classes` (the
     count) every epoch, and at the end of training measures the student once
     more and writes a report (JSON + PNG bar chart of the per-class gain
@@ -120,8 +173,9 @@ class UndistillableClasses(keras.callbacks.Callback):
         validation_data: Held-out `(x, y)` arrays or batched dataset carved
             from the training set (never the test set).
         reference_accuracy: `K` per-class accuracies of the reference
-            student, or a `() -> list` computing them at the start of
-            training (e.g. `reference_per_class_accuracy`).
+            student, or its trajectory (one such list per epoch), or a
+            `() -> list` computing either at the start of training (e.g.
+            `reference_per_class_accuracy`).
         delta: Margin (default 0): a class must be worse by more than this.
         update_every: Epochs between updates (default 1).
         freeze_epoch: If set, no update after the end of this (1-based)
@@ -198,10 +252,14 @@ class UndistillableClasses(keras.callbacks.Callback):
         """Indices of the currently masked classes."""
         return [int(k) for k in np.flatnonzero(np.asarray(self._variable()) > 0.5)]
 
-    def select(self, student_accuracy):
-        """Classes with `a_k < r_k - delta` (classes absent from the data: never)."""
+    def select(self, student_accuracy, reference=None):
+        """Classes with `a_k < r_k - delta` (classes absent from the data: never).
+
+        `reference` defaults to the reference's final accuracies.
+        """
+        reference = self.reference if reference is None else reference
         with np.errstate(invalid="ignore"):
-            worse = np.asarray(student_accuracy) < self.reference - self.delta
+            worse = np.asarray(student_accuracy) < reference - self.delta
         return [int(k) for k in np.flatnonzero(worse)]
 
     # -------------------------------------------------------------- callbacks
@@ -210,26 +268,33 @@ class UndistillableClasses(keras.callbacks.Callback):
         reference = self.reference_accuracy
         if callable(reference):
             reference = self.reference_accuracy = reference()
-        self.reference = np.asarray(reference, dtype="float64")
+        trajectory = np.asarray(reference, dtype="float64")
+        self.trajectory = trajectory if trajectory.ndim == 2 else trajectory[None]
         self.num_classes = int(variable.shape[0])
-        if self.reference.shape != (self.num_classes,):
-            raise ValueError(f"reference_accuracy has {self.reference.size} values; the mask "
-                             f"has {self.num_classes} classes.")
-        if np.any((self.reference < 0) | (self.reference > 1)):
+        if self.trajectory.ndim != 2 or self.trajectory.shape[1] != self.num_classes:
+            raise ValueError(f"reference_accuracy has {trajectory.shape[-1]} values per row; the "
+                             f"mask has {self.num_classes} classes.")
+        if np.any((self.trajectory < 0) | (self.trajectory > 1)):
             raise ValueError(f"reference_accuracy holds accuracies in [0, 1] (nan for an "
-                             f"absent class), got {self.reference.tolist()}.")
+                             f"absent class), got {trajectory.tolist()}.")
+        self.reference = self.trajectory[-1]
+
+    def reference_at(self, epoch):
+        """The reference's per-class accuracy after (0-based) `epoch`."""
+        return self.trajectory[min(epoch, len(self.trajectory) - 1)]
 
     def on_epoch_end(self, epoch, logs=None):
         frozen = self.freeze_epoch is not None and epoch + 1 > self.freeze_epoch
         if not frozen and (epoch + 1) % self.update_every == 0:
             accuracy = per_class_accuracy(self._student(), self.validation_data,
                                           self.num_classes, self.batch_size)
-            chosen = self.select(accuracy)
+            chosen = self.select(accuracy, self.reference_at(epoch))
             mask = np.zeros(self.num_classes, "float32")
             mask[chosen] = 1.0
             self._variable().assign(mask)
             self.history.append({"epoch": epoch + 1, "undistillable": chosen,
-                                 "student_accuracy": accuracy.tolist()})
+                                 "student_accuracy": accuracy.tolist(),
+                                 "reference_accuracy": self.reference_at(epoch).tolist()})
             if self.verbose:
                 print(f"\nUndistillableClasses: epoch {epoch + 1}: {len(chosen)} classes "
                       f"masked {chosen}")

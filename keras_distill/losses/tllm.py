@@ -49,7 +49,12 @@ def tllm_term(num_classes, term=None, temperature=4.0, mode="drop", initial_mask
 
 
 def _load_reference(value, num_classes):
-    """A list of K accuracies from a list, a `a;b;...` string, or a JSON file path."""
+    """K accuracies (or a per-epoch trajectory of them) from a list, `a;b;...`, or a JSON file.
+
+    A JSON file may hold the list, a trajectory (list of lists, e.g. the
+    `reference_per_class_accuracy.json` a recipe run writes), or a dict with
+    `per_class_accuracy` / `student_accuracy`.
+    """
     if isinstance(value, str):
         if value.endswith(".json"):
             with open(value) as handle:
@@ -58,11 +63,17 @@ def _load_reference(value, num_classes):
                 value = value.get("per_class_accuracy", value.get("student_accuracy"))
         else:
             value = [float(v) for v in value.replace(";", " ").split()]
-    values = np.asarray(value, dtype="float64")
-    if values.shape != (num_classes,):
-        raise ValueError(f"reference_accuracy must hold {num_classes} per-class accuracies, "
-                         f"got {values.size}.")
+    values = np.asarray([np.nan if v is None else v for v in value] if _is_flat(value)
+                        else [[np.nan if v is None else v for v in row] for row in value],
+                        dtype="float64")
+    if values.shape[-1:] != (num_classes,) or values.ndim not in (1, 2):
+        raise ValueError(f"reference_accuracy must hold {num_classes} per-class accuracies "
+                         f"(or one such row per epoch), got shape {values.shape}.")
     return values.tolist()
+
+
+def _is_flat(value):
+    return not any(isinstance(v, (list, tuple)) for v in value)
 
 
 def _as_data(data, num_classes, batch_size, training=False, seed=None):
@@ -91,7 +102,9 @@ def tllm_method(context):
     reference = context.option("reference_accuracy", None)
     if reference is not None:
         reference = _load_reference(reference, num_classes)
-    elif context.baseline_student is not None:  # the run's scratch student: no extra training
+    elif context.reference_history is not None:  # the run's recipe, epoch by epoch
+        reference = context.reference_history
+    elif context.baseline_student is not None:  # final accuracies only: compared every epoch
         reference = per_class_accuracy(context.baseline_student, validation, num_classes)
     else:
         if context.train_data is None:
@@ -106,7 +119,7 @@ def tllm_method(context):
         def reference():  # one extra student training, run when fit starts
             return reference_per_class_accuracy(
                 lambda: keras.models.clone_model(student), train, validation, epochs,
-                num_classes=num_classes)
+                num_classes=num_classes, per_epoch=True)
     freeze = context.option("freeze_epoch", None)
     callback = UndistillableClasses(
         term, validation, reference, delta=context.option("delta", 0.0),
@@ -116,5 +129,7 @@ def tllm_method(context):
     return methods.MethodSpec(
         terms=[term], weights=[context.option("kd_weight", 0.9)],
         student_loss_weight=context.option("ce_weight", 0.1), callbacks=[callback],
-        notes="TLLM: " + ("given or baseline reference" if not callable(reference)
+        notes="TLLM: " + ("reference trajectory from a labels-only student"
+                          if context.reference_history is not None
+                          else "given or baseline reference" if not callable(reference)
                           else f"reference student trained for {epochs} epochs"))

@@ -18,7 +18,7 @@ import pytest
 import tensorflow as tf
 
 from keras_distill.callbacks.undistillable import (
-    REPORT_JSON, REPORT_PNG, UndistillableClasses, per_class_accuracy,
+    REPORT_JSON, REPORT_PNG, PerClassAccuracyHistory, UndistillableClasses, per_class_accuracy,
     reference_per_class_accuracy)
 
 NUM_CLASSES = 4
@@ -156,6 +156,60 @@ def test_reference_per_class_accuracy_trains_a_student_on_labels():
     assert accuracy == [1.0] * NUM_CLASSES
 
 
+def test_a_reference_trajectory_is_compared_at_the_same_epoch():
+    """Early in training the reference is weak too: compared epoch by epoch, the student
+    (a = [0.9, 0.5, 0.7, 0.9] at every epoch) is worse than the reference only where the
+    reference of *that* epoch is better. Epoch 1: r = [0.5, 0.4, 0.6, 0.8] -> nothing
+    masked (a fixed final reference would have masked {1, 3} from the first epoch);
+    epoch 2: r = [0.8, 0.6, 0.7, 1.0] -> {1, 3}; epoch 3, beyond the trajectory: its last
+    row again -> {1, 3}."""
+    trajectory = [[0.5, 0.4, 0.6, 0.8], REFERENCE]
+    callback, mask = _callback(reference=trajectory)
+    callback.on_epoch_end(0, {})
+    assert callback.undistillable == []
+    callback.on_epoch_end(1, {})
+    assert callback.undistillable == [1, 3]
+    np.testing.assert_array_equal(np.asarray(mask), [0, 1, 0, 1])
+    callback.on_epoch_end(2, {})
+    assert callback.undistillable == [1, 3]
+    assert [h["reference_accuracy"] for h in callback.history] == [
+        trajectory[0], REFERENCE, REFERENCE]
+    # the report's gain is final student vs final reference
+    callback.on_train_end()
+    np.testing.assert_allclose(callback.report()["gain"], [0.1, -0.1, 0.0, -0.1], atol=1e-12)
+
+
+def test_per_class_history_persists_and_replaces_retrained_epochs(tmp_path):
+    path = str(tmp_path / "reference.json")
+    recorder = PerClassAccuracyHistory(_validation(), NUM_CLASSES, path=path)
+    recorder.set_model(_fake_student())
+    recorder.on_epoch_end(0)
+    recorder.on_epoch_end(1)
+    assert recorder.history == [[0.9, 0.5, 0.7, 0.9]] * 2
+    # a resumed training reads the finished epochs back; epoch 1 trained again replaces its row
+    resumed = PerClassAccuracyHistory(_validation(correct=[1, 2, 3, 4]), NUM_CLASSES, path=path)
+    resumed.set_model(_fake_student())
+    assert resumed.history == [[0.9, 0.5, 0.7, 0.9]] * 2
+    resumed.on_epoch_end(1)
+    assert resumed.history == [[0.9, 0.5, 0.7, 0.9], [0.1, 0.2, 0.3, 0.4]]
+    assert json.loads(open(path).read()) == resumed.history
+
+
+def test_reference_per_class_accuracy_per_epoch_returns_the_trajectory():
+    keras.utils.set_random_seed(0)
+    y = np.repeat(np.arange(NUM_CLASSES), 10)
+    x = np.eye(NUM_CLASSES, dtype="float32")[y]
+
+    def builder():
+        return keras.Sequential([keras.Input((NUM_CLASSES,)), keras.layers.Dense(NUM_CLASSES)])
+
+    trajectory = reference_per_class_accuracy(
+        builder, (x, y), (x, y), epochs=30, batch_size=8,
+        optimizer=lambda: keras.optimizers.Adam(0.1), per_epoch=True)
+    assert len(trajectory) == 30 and all(len(row) == NUM_CLASSES for row in trajectory)
+    assert trajectory[-1] == [1.0] * NUM_CLASSES
+
+
 def test_bad_arguments():
     data = _validation()
     with pytest.raises(ValueError, match="never the test set"):
@@ -164,7 +218,7 @@ def test_bad_arguments():
         UndistillableClasses(keras.Variable(np.zeros(4)), data, None)
     with pytest.raises(ValueError, match="update_every must be >= 1"):
         UndistillableClasses(keras.Variable(np.zeros(4)), data, REFERENCE, update_every=0)
-    with pytest.raises(ValueError, match="reference_accuracy has 3 values; the mask has 4"):
+    with pytest.raises(ValueError, match="reference_accuracy has 3 values per row; the mask has 4"):
         _callback(reference=[0.5, 0.5, 0.5])
     callback = UndistillableClasses("not a variable", data, REFERENCE)
     callback.set_model(_fake_student())

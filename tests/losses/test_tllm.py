@@ -126,8 +126,9 @@ def test_reference_is_computed_when_not_given():
     assert callable(callback.reference_accuracy) and "trained for 1 epochs" in spec.notes
     # The callback calls it at on_train_begin (tests/callbacks/test_undistillable.py).
     before = [w.copy() for w in student.get_weights()]
-    reference = callback.reference_accuracy()
-    assert len(reference) == 3 and all(0.0 <= r <= 1.0 for r in reference)
+    trajectory = callback.reference_accuracy()  # one row per epoch, compared epoch by epoch
+    assert len(trajectory) == 1 and len(trajectory[0]) == 3
+    assert all(0.0 <= r <= 1.0 for r in trajectory[0])
     for a, b in zip(before, student.get_weights()):  # a fresh clone was trained, not it
         np.testing.assert_array_equal(a, b)
 
@@ -145,11 +146,27 @@ def test_reference_from_a_file_or_a_string_and_raw_pixels(tmp_path):
     assert spec.callbacks[0].reference_accuracy == [0.4, 0.5, 0.6]
 
 
+def test_the_runs_reference_trajectory_is_preferred(tmp_path):
+    """A recipe passes the labels-only student's per-epoch trajectory (or a trainer of it):
+    it is used as given, and a trajectory file is accepted as reference_accuracy."""
+    trajectory = [[0.2, 0.3, 0.4], [0.5, 0.6, 0.7]]
+    context = _context()
+    context.reference_history = trajectory
+    spec = methods.build("tllm", context)
+    assert spec.callbacks[0].reference_accuracy == trajectory
+    assert "reference trajectory" in spec.notes
+    path = tmp_path / "reference_per_class_accuracy.json"
+    path.write_text(json.dumps([[0.2, None, 0.4], [0.5, 0.6, 0.7]]))
+    spec = methods.build("tllm", _context(reference_accuracy=str(path)))
+    reference = spec.callbacks[0].reference_accuracy
+    assert np.isnan(reference[0][1]) and reference[1] == [0.5, 0.6, 0.7]
+
+
 def test_bad_arguments():
     with pytest.raises(ValueError, match="carved from the training set"):
         methods.build("tllm", methods.MethodContext(None, None, 3, options={
             "reference_accuracy": [0.5] * 3}))
-    with pytest.raises(ValueError, match="must hold 3 per-class accuracies, got 2"):
+    with pytest.raises(ValueError, match=r"must hold 3 per-class accuracies .*shape \(2,\)"):
         methods.build("tllm", _context(reference_accuracy=[0.5, 0.5]))
     with pytest.raises(ValueError, match="mode must be one of"):
         methods.build("tllm", _context(reference_accuracy=[0.5] * 3, mask_mode="zero"))

@@ -41,6 +41,26 @@ def test_distill_smoke_writes_every_artifact_and_reuses_the_teacher(tmp_path):
     assert "scratch" not in again
 
 
+def test_tllm_compares_with_a_labels_only_student_of_the_same_recipe_epoch_by_epoch(tmp_path):
+    """Without a baseline the run trains the reference student (same optimizer, schedule,
+    batch) in model_dir/reference; its per-epoch per-class validation accuracy is the
+    reference the mask is computed from, epoch by epoch."""
+    distill.run(_config(tmp_path, method="tllm", epochs=2, baseline=False))
+    run = tmp_path / "run"
+    trajectory = json.loads((run / "reference" / "reference_per_class_accuracy.json").read_text())
+    assert len(trajectory) == 2 and all(len(row) == 10 for row in trajectory)
+    report = json.loads((run / "undistillable_classes.json").read_text())
+    assert [h["reference_accuracy"] for h in report["history"]] == trajectory
+    assert report["reference_accuracy"] == trajectory[-1]
+    for entry in report["history"]:  # the mask holds exactly the classes below the reference
+        assert entry["undistillable"] == [
+            k for k in range(10) if entry["student_accuracy"][k] < entry["reference_accuracy"][k]]
+    # with the baseline on, the scratch student's trajectory is the reference (no third run)
+    distill.run(_config(tmp_path, method="tllm", epochs=2, model_dir=str(tmp_path / "b")))
+    assert (tmp_path / "b" / "scratch" / "reference_per_class_accuracy.json").exists()
+    assert not (tmp_path / "b" / "reference").exists()
+
+
 def test_train_recipe_smoke(tmp_path):
     results = train.run(_config(tmp_path, student="fmnist_student"))
     assert (tmp_path / "run" / "model.keras").exists()
