@@ -369,3 +369,33 @@ def test_per_class_from_saved_students_is_evaluated_once_and_cached(tmp_path, mo
     skipping = report.Report({}, str(tmp_path / "plots"), str(tmp_path), evaluate_students=False)
     (grid / "per_class" / f"{identifier}.json").unlink()
     assert skipping.per_class(records[identifier]) is None
+
+
+def test_method_pages_get_a_generated_result_section(tmp_path):
+    """Each method page's "Result measured here" is rewritten from the methods grid: scratch
+    79.00 ± 1.00, KD 82.00 ± 2.00 (+3.00 ± 2.00 over scratch: counts), DKD 83.00 ± 1.00
+    (+1.00 ± 2.00 over KD: within noise). The sections after it are kept; a page whose
+    method has no run says pending with the command."""
+    root = tmp_path / "results"
+    write_seeds(root, "methods", "fmnist", "scratch", [0.78, 0.79, 0.80])
+    write_seeds(root, "methods", "fmnist", "kd", [0.80, 0.82, 0.84])
+    write_seeds(root, "methods", "fmnist", "dkd", [0.82, 0.83, 0.84])
+    pages = tmp_path / "methods"
+    pages.mkdir()
+    (pages / "dkd.md").write_text("# DKD\n\n## Result measured here\npending\n\n## Notes\nkept\n")
+    (pages / "rkd.md").write_text("# RKD\n\n## Formula\nx\n")
+    written = report.update_method_pages(report.load_results(str(root)), str(pages))
+    assert sorted(os.path.basename(p) for p in written) == ["dkd.md", "rkd.md"]
+    dkd = (pages / "dkd.md").read_text()
+    assert "pending" not in dkd and dkd.endswith("## Notes\nkept\n")
+    assert row(dkd, "`scratch`")[1:3] == ["3", "79.00 ± 1.00"]
+    assert row(dkd, "`kd`")[4] == "**+3.00 ± 2.00**"
+    assert row(dkd, "`dkd`")[2:] == ["83.00 ± 1.00", "83.00 ± 1.00", "**+4.00 ± 1.00**",
+                                     "+1.00 ± 2.00"]
+    assert "--methods=scratch,kd,dkd" in dkd
+    rkd = (pages / "rkd.md").read_text()
+    assert rkd.startswith("# RKD\n\n## Formula\nx\n\n## Result measured here")
+    assert "Pending: no run yet" in rkd and "--methods=scratch,kd,rkd" in rkd
+    # regenerating changes nothing
+    report.update_method_pages(report.load_results(str(root)), str(pages))
+    assert (pages / "dkd.md").read_text() == dkd
