@@ -171,15 +171,25 @@ def load_data(config):
 
 
 def pipelines(config, splits, side_inputs=()):
-    """Train / validation / test `tf.data` pipelines (train shuffled and augmented)."""
+    """Train / validation / test `tf.data` pipelines (train shuffled and augmented).
+
+    Side inputs: `index` (the example's row), and one more key (KD+'s
+    `plus_source=unlabeled` reads `unlabeled`) served by `--unlabeled_data`.
+    """
     from keras_distill import data
 
     if not splits.in_memory:
         raise ConfigError(f"{config.dataset}: streamed datasets are not supported by the "
                           "recipes yet; use an in-memory dataset.")
-    unknown = set(side_inputs) - {"index"}
-    if unknown:
-        raise ConfigError(f"The recipe data pipeline cannot provide side inputs {unknown}.")
+    unlabeled_keys = sorted(set(side_inputs) - {"index"})
+    if len(unlabeled_keys) > 1:
+        raise ConfigError(f"The recipe data pipeline can provide one side input of unlabeled "
+                          f"images (--unlabeled_data), not {unlabeled_keys}.")
+    if unlabeled_keys and not config.unlabeled_data:
+        raise ConfigError(
+            f"--method={config.method} reads unlabeled images (side input "
+            f"{unlabeled_keys[0]!r}, e.g. plus_source=unlabeled): give --unlabeled_data="
+            f"<{data.unlabeled.SOURCES_HELP}>.")
     # MixUp / CutMix yield soft labels: every split then uses one-hot labels (and the
     # recipes a loss that takes them), so the compiled metrics see one label format.
     soft = bool(getattr(data.get_augmentation(config.augment), "soft_labels", False))
@@ -189,6 +199,12 @@ def pipelines(config, splits, side_inputs=()):
     validation = data.make_dataset(*splits.validation, **common) \
         if splits.validation is not None else None
     test = data.make_dataset(*splits.test, **common) if splits.test is not None else None
+    if unlabeled_keys:
+        images = data.load_unlabeled(config.unlabeled_data, splits.input_shape,
+                                     seed=config.seed)
+        train = data.with_unlabeled(train, images, config.batch_size, key=unlabeled_keys[0],
+                                    seed=config.seed,
+                                    value_range=data.infer_value_range(splits.train.x))
     return train, validation, test
 
 

@@ -45,6 +45,7 @@ class RunConfig:
     method: str = "kd"
     dataset: str = "fashion_mnist"
     data_dir: str | None = None
+    unlabeled_data: str | None = None
     teacher: str | None = None
     teacher_weights: str | None = None
     student: str | None = None

@@ -170,6 +170,11 @@ def distill_student(config, splits, strategy, teacher, model_dir, baseline_stude
             baseline_student=baseline_student, reference_history=reference_history)
         spec = methods.build(config.method, context)
     check_labels_for_terms(config, spec)
+    if config.unlabeled_data and not set(spec.side_inputs) - {"index"}:
+        raise common.ConfigError(
+            f"--unlabeled_data is given, but --method={config.method} reads no unlabeled images; "
+            "use a '+' method with them, e.g. --method=kd_plus --method_options "
+            "plus_source=unlabeled, or drop --unlabeled_data.")
     cache = teacher_cache(config, splits, teacher, spec) if teacher is not None else None
     side_inputs = tuple(spec.side_inputs) + (("index",) if cache is not None else ())
     train, validation, test = common.pipelines(config, splits, tuple(dict.fromkeys(side_inputs)))
@@ -395,6 +400,9 @@ def main(argv):
 
         for name, description in methods.describe().items():
             print(f"{name:24s} {description}")
+        for suffix, description in methods.modifiers().items():
+            print(f"\n<method>_{suffix}: any method above with {description or suffix} "
+                  f"(e.g. dkd_{suffix})")
         return
     try:
         run(config_from_flags())

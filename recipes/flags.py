@@ -16,6 +16,9 @@ def define_flags():
     flags.DEFINE_string("method_options", "", "Method overrides: key=value,key=value.")
     flags.DEFINE_string("dataset", "fashion_mnist", "fashion_mnist, mnist or any TFDS name.")
     flags.DEFINE_string("data_dir", None, "IDX folder (Fashion-MNIST) or TFDS data_dir.")
+    flags.DEFINE_string("unlabeled_data", None, "Unlabeled images for KD+'s "
+                        "plus_source=unlabeled: a .npy/.npz file, an image folder, or "
+                        "tfds:<name>[:<split>].")
     flags.DEFINE_string("teacher", None, "Zoo model name or .keras file (default: preset).")
     flags.DEFINE_string("teacher_weights", None, "Teacher .keras/.weights.h5 to load.")
     flags.DEFINE_string("student", None, "Zoo model name or .keras file (default: preset).")
@@ -62,6 +65,7 @@ def config_from_flags():
     decay = tuple(int(e) for e in FLAGS.lr_decay_epochs) if FLAGS.lr_decay_epochs else None
     return RunConfig(
         method=FLAGS.method, dataset=FLAGS.dataset, data_dir=FLAGS.data_dir,
+        unlabeled_data=FLAGS.unlabeled_data,
         teacher=FLAGS.teacher, teacher_weights=FLAGS.teacher_weights, student=FLAGS.student,
         epochs=FLAGS.epochs, teacher_epochs=FLAGS.teacher_epochs, batch_size=FLAGS.batch_size,
         optimizer=FLAGS.optimizer, learning_rate=FLAGS.learning_rate, momentum=FLAGS.momentum,

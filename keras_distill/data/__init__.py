@@ -8,7 +8,9 @@ Loaders return a `DatasetSplits` (train / validation / test, `num_classes`,
 - `from_arrays(x_train, y_train, x_test=None, y_test=None, ...)`.
 - `from_directory(path, image_size, ...)`: one sub-folder per class.
 
-Pipelines: `make_dataset(x, y, batch_size, training, augment=..., ...)`.
+Pipelines: `make_dataset(x, y, batch_size, training, augment=..., ...)`;
+`with_unlabeled(train, images, batch_size)` adds unlabeled images to each
+batch (KD+'s extra inputs), `load_unlabeled(source, image_shape)` reads them.
 Transforms (training split only): `symmetric_label_noise`,
 `asymmetric_label_noise`, `long_tailed_imbalance`.
 
@@ -31,6 +33,7 @@ from keras_distill.data.pipeline import (
     infer_value_range,
     make_dataset,
 )
+from keras_distill.data.unlabeled import load_unlabeled, with_unlabeled
 from keras_distill.data.splits import (
     ArraySplit,
     DataError,
@@ -64,9 +67,11 @@ __all__ = [
     "infer_value_range",
     "is_deterministic",
     "load",
+    "load_unlabeled",
     "long_tailed_counts",
     "long_tailed_imbalance",
     "make_dataset",
+    "with_unlabeled",
     "read_idx",
     "register_augmentation",
     "stratified_split",

@@ -61,6 +61,26 @@ def test_tllm_compares_with_a_labels_only_student_of_the_same_recipe_epoch_by_ep
     assert not (tmp_path / "b" / "reference").exists()
 
 
+def test_kd_plus_on_unlabeled_images_from_a_file(tmp_path):
+    """--unlabeled_data feeds KD+'s extra term: it is logged, and differs from 0."""
+    import numpy as np
+
+    np.save(tmp_path / "unlabeled.npy",
+            np.random.default_rng(0).integers(0, 256, (200, 28, 28), dtype="uint8"))
+    options = parse_options("plus_source=unlabeled")
+    distill.run(_config(tmp_path, method="kd_plus", method_options=options, baseline=False,
+                        unlabeled_data=str(tmp_path / "unlabeled.npy")))
+    header, row = (tmp_path / "run" / "history.csv").read_text().splitlines()[:2]
+    values = dict(zip(header.split(","), row.split(",")))
+    assert float(values["kd_ood"]) > 0
+    with pytest.raises(common.ConfigError, match="reads unlabeled images .*--unlabeled_data="):
+        distill.run(_config(tmp_path, method="kd_plus", method_options=options,
+                            baseline=False, model_dir=str(tmp_path / "b")))
+    with pytest.raises(common.ConfigError, match="--unlabeled_data is given, but --method=kd"):
+        distill.run(_config(tmp_path, method="kd", baseline=False, model_dir=str(tmp_path / "c"),
+                            unlabeled_data=str(tmp_path / "unlabeled.npy")))
+
+
 def test_train_recipe_smoke(tmp_path):
     results = train.run(_config(tmp_path, student="fmnist_student"))
     assert (tmp_path / "run" / "model.keras").exists()
@@ -113,6 +133,7 @@ def test_command_line_lists_methods_and_rejects_bad_flags():
     listed = subprocess.run([sys.executable, "-m", "recipes.distill", "--list_methods"],
                             cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
     assert listed.returncode == 0 and "kd " in listed.stdout
+    assert "<method>_plus" in listed.stdout and "dkd_plus" in listed.stdout
     bad = subprocess.run([sys.executable, "-m", "recipes.distill", "--strategy=gpu_cluster"],
                          cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
     assert bad.returncode != 0 and "strategy" in bad.stderr
