@@ -62,8 +62,19 @@ def _runs(group, methods, seeds, **overrides):
             for method in methods for seed in seeds]
 
 
-def grid(name):
-    """The runs of a named grid."""
+ROBUSTNESS = (("noise-0.2", dict(label_noise=0.2)), ("noise-0.4", dict(label_noise=0.4)),
+              ("noise-0.6", dict(label_noise=0.6)),
+              ("noise-asym-0.4", dict(label_noise=0.4, label_noise_type="asymmetric")),
+              ("imbalance-10", dict(imbalance_ratio=10.0)),
+              ("imbalance-100", dict(imbalance_ratio=100.0)))
+
+
+def grid(name, with_methods=()):
+    """The runs of a named grid.
+
+    `with_methods` adds methods to the robustness protocols (scratch and KD
+    always run), e.g. `("dkd",)`: "scratch vs KD vs a chosen method".
+    """
     if name == "smoke":
         return _runs("smoke", ("scratch", "kd"), (0,), limit=2000, epochs=1, teacher_epochs=2,
                      **FMNIST)
@@ -85,20 +96,26 @@ def grid(name):
         # 4. TLLM vs KD (per-class gains are in each run's JSON).
         runs += _runs("fmnist", ("tllm",), SEEDS, **FMNIST)
         # 5. KD beyond compression: label noise and class imbalance.
-        for rate in (0.2, 0.4, 0.6):
-            runs += _runs(f"noise-{rate:g}", ("scratch", "kd"), SEEDS, label_noise=rate,
-                          **FMNIST)
-        for ratio in (10.0, 100.0):
-            runs += _runs(f"imbalance-{ratio:g}", ("scratch", "kd"), SEEDS,
-                          imbalance_ratio=ratio, **FMNIST)
+        for group, transform in ROBUSTNESS:
+            if group != "noise-asym-0.4":
+                runs += _runs(group, ("scratch", "kd"), SEEDS, **transform, **FMNIST)
         return _dedupe(runs)
+    if name == "robustness":
+        # The robustness protocols: symmetric noise 20/40/60 %, asymmetric 40 %,
+        # long-tailed imbalance 10 and 100; scratch vs KD (vs the chosen methods).
+        methods = tuple(dict.fromkeys(("scratch", "kd") + tuple(with_methods)))
+        runs = []
+        for group, transform in ROBUSTNESS:
+            runs += _runs(group, methods, SEEDS, **transform, **FMNIST)
+        return runs
     if name == "cifar100":
         runs = []
         for teacher, student in CIFAR_PAIRS:
             runs += _runs(f"cifar100-{teacher}-{student}", ("scratch", "kd", "crd", "dkd"),
                           SEEDS, dataset="cifar100", teacher=teacher, student=student)
         return runs
-    raise ValueError(f"Unknown grid {name!r}; choose smoke, methods, claims or cifar100.")
+    raise ValueError(f"Unknown grid {name!r}; choose smoke, methods, claims, robustness or "
+                     "cifar100.")
 
 
 def _dedupe(runs):
@@ -262,7 +279,9 @@ FLAGS = flags.FLAGS
 
 
 def define_flags():
-    flags.DEFINE_string("grid", "smoke", "smoke, methods, claims or cifar100.")
+    flags.DEFINE_string("grid", "smoke", "smoke, methods, claims, robustness or cifar100.")
+    flags.DEFINE_list("with_methods", [], "robustness grid: methods run besides scratch and "
+                      "KD (e.g. dkd,kd_plus).")
     flags.DEFINE_string("output_dir", "benchmarks/results/accuracy", "Where run JSONs go.")
     flags.DEFINE_list("methods", [], "Only these methods (default: the grid's).")
     flags.DEFINE_list("groups", [], "Only these groups.")
@@ -274,7 +293,7 @@ def define_flags():
 
 def main(argv):
     del argv
-    runs = grid(FLAGS.grid)
+    runs = grid(FLAGS.grid, with_methods=FLAGS.with_methods)
     if FLAGS.methods:
         runs = [r for r in runs if r.method in FLAGS.methods]
     if FLAGS.groups:

@@ -10,7 +10,7 @@ from benchmarks import accuracy
 
 
 def test_grids_have_unique_ids_and_the_promised_cells():
-    for name in ("smoke", "methods", "claims", "cifar100"):
+    for name in ("smoke", "methods", "claims", "robustness", "cifar100"):
         runs = accuracy.grid(name)
         assert len({r.run_id for r in runs}) == len(runs)
     methods = accuracy.grid("methods")
@@ -19,6 +19,16 @@ def test_grids_have_unique_ids_and_the_promised_cells():
     claims = {r.group for r in accuracy.grid("claims")}
     assert {"noise-0.4", "imbalance-100", "teacher-fmnist_teacher_large",
             "capacity-fmnist_student_wide"} <= claims
+    robust = accuracy.grid("robustness", with_methods=("dkd",))
+    assert {r.group for r in robust} == {"noise-0.2", "noise-0.4", "noise-0.6", "noise-asym-0.4",
+                                         "imbalance-10", "imbalance-100"}
+    assert {r.method for r in robust} == {"scratch", "kd", "dkd"}
+    asym = [r for r in robust if r.group == "noise-asym-0.4"][0]
+    assert dict(asym.overrides)["label_noise_type"] == "asymmetric"
+    # the claims grid's protocol runs are the same runs (shared, not run twice)
+    claims = {r.run_id for r in accuracy.grid("claims")}
+    assert {r.run_id for r in robust if r.method in ("scratch", "kd")
+            and r.group != "noise-asym-0.4"} <= claims
     with pytest.raises(ValueError, match="Unknown grid"):
         accuracy.grid("imagenet")
 
