@@ -34,7 +34,7 @@ FMNIST = dict(dataset="fashion_mnist", teacher="fmnist_teacher_small",
 ALL_METHODS = (
     "scratch", "kd", "kd_plus", "tang_full", "tang_label_smoothing", "tang_partial",
     "tang_top_k", "tang_reweight", "dpk", "tllm", "dkd", "fitnet", "at", "fsp", "vid",
-    "rkd", "sp", "pkt", "cc", "crd", "dml", "bss")
+    "rkd", "sp", "pkt", "cc", "crd", "dml", "bss", "one")
 
 CIFAR_PAIRS = (("resnet56", "resnet20"), ("resnet110", "resnet32"),
                ("resnet32x4", "resnet8x4"), ("wrn_40_2", "wrn_16_2"), ("vgg13", "vgg8"))

@@ -1102,7 +1102,7 @@ METHOD_PAGES = {
     "dpk.md": ("dpk",), "tllm.md": ("tllm",), "dkd.md": ("dkd",), "fitnet.md": ("fitnet",),
     "attention_transfer.md": ("at",), "fsp.md": ("fsp",), "vid.md": ("vid",),
     "rkd.md": ("rkd",), "sp.md": ("sp",), "pkt.md": ("pkt",), "cc.md": ("cc",),
-    "crd.md": ("crd",), "dml.md": ("dml",), "bss.md": ("bss",),
+    "crd.md": ("crd",), "dml.md": ("dml",), "bss.md": ("bss",), "one.md": ("one",),
 }
 RESULT_HEADING = "## Result measured here"
 

@@ -493,13 +493,21 @@ class Distiller(keras.Model):
         return self(x, training=False)
 
     # --------------------------------------------------------- serialization
+    @staticmethod
+    def _weight_config(weight):
+        """A weight's config: a schedule's serialization, or the variable's float."""
+        if isinstance(weight, keras.optimizers.schedules.LearningRateSchedule):
+            return keras.saving.serialize_keras_object(weight)
+        return float(ops.convert_to_numpy(weight))
+
+    @staticmethod
+    def _weight_from_config(value):
+        """Undoes `_weight_config` (a schedule comes back as an object)."""
+        return keras.saving.deserialize_keras_object(value) if isinstance(value, dict) else value
+
     def _terms_config(self):
         """Serialized terms and weights (shared with `Cohort.get_config`)."""
-        def weight_config(weight):
-            if isinstance(weight, keras.optimizers.schedules.LearningRateSchedule):
-                return keras.saving.serialize_keras_object(weight)
-            return float(ops.convert_to_numpy(weight))
-
+        weight_config = Distiller._weight_config
         return {
             "distillation_losses": {
                 n: keras.saving.serialize_keras_object(t)
@@ -514,11 +522,10 @@ class Distiller(keras.Model):
         """Undoes `_terms_config` for the weights (schedules come back as objects)."""
         config = dict(config)
         config["distillation_loss_weights"] = {
-            n: keras.saving.deserialize_keras_object(w) if isinstance(w, dict) else w
+            n: Distiller._weight_from_config(w)
             for n, w in config["distillation_loss_weights"].items()}
-        if isinstance(config["student_loss_weight"], dict):
-            config["student_loss_weight"] = keras.saving.deserialize_keras_object(
-                config["student_loss_weight"])
+        config["student_loss_weight"] = Distiller._weight_from_config(
+            config["student_loss_weight"])
         return config
 
     def get_config(self):

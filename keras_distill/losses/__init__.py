@@ -12,6 +12,7 @@ from keras_distill.losses.dpk import DPK
 from keras_distill.losses.fitnet import FitNet
 from keras_distill.losses.fsp import FSP
 from keras_distill.losses.kd import KD
+from keras_distill.losses import one as _one  # noqa: F401  (registers the `one` method)
 from keras_distill.losses.pkt import PKT
 from keras_distill.losses.rkd import RKD
 from keras_distill.losses.sp import SP
