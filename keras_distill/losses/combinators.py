@@ -9,7 +9,7 @@ from keras import ops
 
 from keras_distill.losses.base import DistillationLoss
 
-_MASK_MODES = ("drop", "renormalize", "one_hot")
+_MASK_MODES = ("drop", "renormalize", "one_hot", "hard_label")
 _LARGE_LOGIT = 1e4
 
 
@@ -32,11 +32,17 @@ class ClassMask(DistillationLoss):
     * `"one_hot"`: samples whose label is masked distil towards the
       one-hot label instead of the teacher's distribution (their teacher
       logits are replaced by `1e4 * one_hot(y)`).
+    * `"hard_label"`: samples whose label is masked get the hard-label
+      cross-entropy `CE(y, softmax(z_s))` in place of the term:
+      `L_i = (1 - m[y_i]) * inner_i + m[y_i] * CE_i`. With the term's weight
+      `w` and the supervised weight `w_ce`, a masked sample then carries the
+      hard-label loss only, at its full weight `w_ce + w` (with `"drop"` it
+      keeps only `w_ce`, e.g. 0.1 of KD's usual balance).
 
     Args:
         term: The wrapped `DistillationLoss`.
         num_classes: Number of classes `K`.
-        mode: One of `"drop"`, `"renormalize"`, `"one_hot"`.
+        mode: One of `"drop"`, `"renormalize"`, `"one_hot"`, `"hard_label"`.
         initial_mask: Optional initial mask (list of 0/1 of length K, or a
             list of class indices to mask).
         name: Defaults to the inner term's name, so logs keep their names.
@@ -63,8 +69,11 @@ class ClassMask(DistillationLoss):
         kwargs.pop("teacher_taps", None), kwargs.pop("student_taps", None)
         kwargs.pop("requires_labels", None), kwargs.pop("side_inputs", None)
         kwargs.pop("input_view", None)
+        student_taps = tuple(term.student_taps)
+        if mode == "hard_label" and "logits" not in student_taps:
+            student_taps += ("logits",)
         super().__init__(
-            teacher_taps=term.teacher_taps, student_taps=term.student_taps,
+            teacher_taps=term.teacher_taps, student_taps=student_taps,
             requires_labels=True, side_inputs=term.side_inputs,
             input_view=term.input_view, name=name or term.name, **kwargs)
         self.term = term
@@ -123,8 +132,12 @@ class ClassMask(DistillationLoss):
                 sample_masked[:, None] > 0, one_hot, teacher["logits"])
         inner_labels = labels if self.term.requires_labels else None
         values = self.term.compute(teacher, student, inner_labels, side_inputs)
-        if self.mode == "drop" or self.mode == "renormalize":
+        if self.mode in ("drop", "renormalize", "hard_label"):
             values = values * (1.0 - sample_masked)
+        if self.mode == "hard_label":
+            log_probs = ops.log_softmax(ops.cast(student["logits"], "float32"), axis=-1)
+            cross_entropy = -ops.take_along_axis(log_probs, labels[:, None], axis=-1)[:, 0]
+            values = values + sample_masked * cross_entropy
         return values
 
     def get_config(self):

@@ -18,23 +18,30 @@ from keras_distill.losses.combinators import ClassMask
 from keras_distill.losses.kd import KD
 
 
-def tllm_term(num_classes, term=None, temperature=4.0, mode="drop", initial_mask=None):
-    """TLLM's loss term: `[y not in U] * T^2 * KL(p || q)`.
+def tllm_term(num_classes, term=None, temperature=4.0, mode="hard_label", initial_mask=None):
+    """TLLM's loss term: KD for distillable classes, the hard label for the others.
 
-    Per example, `L = (1 - m[y]) * T^2 * KL(softmax(z_t / T) || softmax(z_s / T))`
-    with `m` the class mask (1 for an undistillable class), a variable that
-    `UndistillableClasses` assigns. The hard-label CE (the Distiller's
-    supervised loss) applies to every sample.
+    Per example (`m` the class mask, 1 for an undistillable class, a
+    variable that `UndistillableClasses` assigns):
+
+        L = (1 - m[y]) * T^2 * KL(softmax(z_t / T) || softmax(z_s / T))
+            + m[y] * CE(y, softmax(z_s))                  (mode "hard_label")
+
+    so with weights `w_ce * CE + w_kd * L` a sample of an undistillable
+    class carries the hard-label loss only, at its full weight
+    `w_ce + w_kd`. Mode `"drop"` removes the term without replacing it (the
+    sample keeps only `w_ce * CE`: 0.1 under KD's usual 0.1 / 0.9 balance,
+    which starved the masked classes in our first measurement).
 
     Args:
         num_classes: Number of classes `K`.
         term: The distillation term to mask (default `KD(temperature)`);
             any per-example term works.
         temperature: `T` of the default KD term (default 4.0).
-        mode: `ClassMask` mode: `"drop"` (default, the paper's discarding),
-            `"renormalize"` (also remove the masked classes from every
+        mode: `ClassMask` mode: `"hard_label"` (default), `"drop"`,
+            `"renormalize"` (drop, and remove the masked classes from every
             teacher distribution) or `"one_hot"` (masked samples distil
-            towards their one-hot label).
+            towards their one-hot label at temperature T).
         initial_mask: Classes masked before the first update (default none).
 
     Returns:
@@ -98,7 +105,7 @@ def tllm_method(context):
                          "(MethodContext.validation_data; never the test set) to measure "
                          "per-class accuracy. Enable a validation split.")
     term = tllm_term(num_classes, temperature=context.option("temperature", 4.0),
-                     mode=context.option("mask_mode", "drop"))
+                     mode=context.option("mask_mode", "hard_label"))
     reference = context.option("reference_accuracy", None)
     if reference is not None:
         reference = _load_reference(reference, num_classes)

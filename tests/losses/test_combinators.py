@@ -51,6 +51,22 @@ def test_one_hot_replaces_target_for_masked_samples():
     assert term_value(term, teacher, student, np.array([1])) == pytest.approx(-log_q[1], rel=1e-4)
 
 
+def test_hard_label_gives_masked_samples_the_cross_entropy_instead():
+    """Teacher [1, 2, 3], student [3, 2, 1], T = 4: KD = 1.319632 (tests/losses/test_kd.py).
+    Label 0 masked: CE(0, softmax([3, 2, 1])) = -ln(e^3 / (e^3 + e^2 + e)) = 0.407606;
+    label 1 not masked: the KD value, unchanged."""
+    teacher = {"logits": np.array([[1.0, 2.0, 3.0]] * 2, "float32")}
+    student = {"logits": np.array([[3.0, 2.0, 1.0]] * 2, "float32")}
+    term = build_term(losses.ClassMask(losses.KD(4.0), 3, mode="hard_label", initial_mask=[0]),
+                      teacher, student)
+    np.testing.assert_allclose(_per_example(term, teacher, student, np.array([0, 1])),
+                               [0.407606, 1.319632], atol=1e-5)
+    # a feature term gains the logits tap it needs for the cross-entropy
+    feature = losses.ClassMask(losses.FitNet(teacher_tap="stage1", student_tap="stage1"), 3,
+                               mode="hard_label")
+    assert "logits" in feature.student_taps and "stage1" in feature.student_taps
+
+
 def test_serialization_and_bad_mode():
     term = losses.ClassMask(losses.KD(2.0), 5, mode="drop", initial_mask=[0, 3])
     restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(term))

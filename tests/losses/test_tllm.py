@@ -1,9 +1,11 @@
 """TLLM through its recipe: ClassMask(KD) + CE and the UndistillableClasses callback.
 
 Golden value (as in test_kd.py): teacher logits [1, 2, 3], student [3, 2, 1],
-T = 4: T^2 KL(p || q) = 1.319632. TLLM's term is
-`(1 - m[y]) * T^2 KL(p || q)`: 1.319632 for an unmasked label, exactly 0 for
-a masked (undistillable) one; the CE term is untouched.
+T = 4: T^2 KL(p || q) = 1.319632. TLLM's term (default mode "hard_label") is
+`(1 - m[y]) * T^2 KL(p || q) + m[y] * CE(y, softmax(z_s))`: 1.319632 for an
+unmasked label; for a masked (undistillable) label 1 the hard-label
+cross-entropy -ln(e^2 / (e^3 + e^2 + e)) = 1.407606. In mode "drop" a masked
+label gives exactly 0. The Distiller's own CE term is untouched.
 """
 
 import json
@@ -48,7 +50,7 @@ def test_recipe_spec():
                                           update_every="2", freeze_epoch="10"))
     (term,) = spec.terms
     assert isinstance(term, ClassMask) and isinstance(term.term, KD)
-    assert term.name == "kd" and term.mode == "drop" and term.term.temperature == 4.0
+    assert term.name == "kd" and term.mode == "hard_label" and term.term.temperature == 4.0
     assert spec.weights == [0.9] and spec.student_loss_weight == 0.1
     (callback,) = spec.callbacks
     assert isinstance(callback, UndistillableClasses) and callback.mask is term
@@ -67,12 +69,12 @@ def test_golden_value_and_hand_set_mask_through_the_recipe():
                                atol=1e-5)
     term.class_mask.assign(np.array([0.0, 1.0, 0.0], "float32"))
     values = _per_example(term, teacher, student, labels)
-    assert values[1] == 0.0
-    np.testing.assert_allclose(values[[0, 2]], [1.319632] * 2, atol=1e-5)
+    np.testing.assert_allclose(values, [1.319632, 1.407606, 1.319632], atol=1e-5)
 
 
-def test_masked_samples_are_exactly_zero_others_unchanged():
-    spec = methods.build("tllm", _context(reference_accuracy=[0.5, 0.5, 0.5]))
+def test_drop_mode_masked_samples_are_exactly_zero_others_unchanged():
+    spec = methods.build("tllm", _context(reference_accuracy=[0.5, 0.5, 0.5],
+                                          mask_mode="drop"))
     (term,) = spec.terms
     teacher, student, _ = random_outputs(batch=9, num_classes=3, seed=3)
     labels = np.array([0, 1, 2, 0, 1, 2, 0, 1, 2])
@@ -95,7 +97,7 @@ def test_distiller_run_masks_the_dropped_class_and_writes_the_report(tmp_path):
     reference[dropped] = 1.0  # the reference student was better on this class only
     spec = methods.build("tllm", _context(teacher, student, validation,
                                           reference_accuracy=reference.tolist(),
-                                          report_dir=str(tmp_path)))
+                                          report_dir=str(tmp_path), mask_mode="drop"))
     distiller = kd.Distiller(teacher, student, spec.terms, spec.weights,
                              student_loss_weight=spec.student_loss_weight)
     # lr 0: the student never changes, so only the mask changes the kd value.
