@@ -433,7 +433,8 @@ class Report:
                        f"({teacher.get('params')} parameters).")
             out.append("")
         scratch = section.stat("fmnist", "scratch")
-        rows, plotted = [], []
+        kd = section.stat("fmnist", "kd")
+        rows, plotted, versus_kd = [], [], {"above": [], "within noise of": [], "below": []}
         for method in section.methods:
             records = section.records("fmnist", method)
             last = section.stat("fmnist", method)
@@ -441,15 +442,27 @@ class Report:
             agreement = [_part(r).get("agreement_with_teacher") for r in records]
             agreement = Stat([a for a in agreement if a is not None])
             gain = diff(last, scratch) if method != "scratch" else None
+            over_kd = diff(last, kd) if method not in ("scratch", "kd") else None
+            if over_kd is not None and over_kd.enough:
+                key = "above" if over_kd.higher else "below" if over_kd.lower \
+                    else "within noise of"
+                versus_kd[key].append(f"`{method}`")
             rows.append([f"`{method}`", last.n, mean_std(best), mean_std(last),
                          pct(agreement.mean) if agreement.n else "–",
-                         gain.cell() if gain else "–"])
+                         gain.cell() if gain else "–", over_kd.cell() if over_kd else "–"])
             if last.n:
                 plotted.append((method, last))
         out += table(["method", "n seeds", "best % (mean ± std)", "last % (mean ± std)",
-                      "agreement %", "gain over scratch (last, points)"], rows)
+                      "agreement %", "gain over scratch (last, points)",
+                      "vs KD (last, points)"], rows)
         out.append("")
-        out.append("Gains in **bold** count under the rule above.")
+        out.append("Differences in **bold** count under the rule above.")
+        compared = [f"{', '.join(names)} {'are' if len(names) > 1 else 'is'} {key} KD"
+                    for key, names in versus_kd.items() if names]
+        if compared:
+            out += ["", "Against KD, with at least 2 seeds each: " + "; ".join(compared) + ". "
+                    "Why a method does or does not beat KD here is discussed on its page "
+                    "under [methods/](methods/)."]
         if plotted:
             figure, (axis,) = _figure(width=max(6.0, 0.45 * len(plotted) + 2.0))
             names = [m for m, _ in plotted]

@@ -134,11 +134,15 @@ def test_all_methods_table_means_stds_and_gain(page):
     # kd: best [81, 83, 85] -> 83.00 ± 2.00; last [80, 82, 84] -> 82.00 ± 2.00;
     # agreement mean 92.00; gain 82 - 79 = +3.00, s = max(2, 1) = 2.00, counts -> bold.
     assert row(part, "`kd`") == ["`kd`", "3", "83.00 ± 2.00", "82.00 ± 2.00", "92.00",
-                                 "**+3.00 ± 2.00**"]
+                                 "**+3.00 ± 2.00**", "–"]
     assert row(part, "`scratch`")[:4] == ["`scratch`", "3", "79.00 ± 1.00", "79.00 ± 1.00"]
     # One seed: no std, and the gain does not count (fewer than 2 seeds): not bold.
     assert row(part, "`dpk`") == ["`dpk`", "1", "81.50 (1 seed)", "81.50 (1 seed)", "–",
-                                  "+2.50 ± 1.00"]
+                                  "+2.50 ± 1.00", "-0.50 ± 2.00"]
+    # the claims grid's Tang and TLLM runs (3 seeds): LS 81.50 ± 0.50 and TLLM 82.00 ± 0.50
+    # vs KD 82.00 ± 2.00 are within noise; KD-pt 79.00 ± 0.50: -3.00 ± 2.00, below
+    assert ("Against KD, with at least 2 seeds each: `tang_label_smoothing`, `tllm` are "
+            "within noise of KD; `tang_partial` is below KD.") in part
     assert row(part, "`crd`")[1:4] == ["0", "pending", "pending"]
     assert "Teacher `fmnist_teacher`: 80.00 %" in part
     assert "Runs: 16 of 69" in part  # 9 of them from the claims grid's group fmnist
