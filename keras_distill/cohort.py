@@ -23,6 +23,14 @@ def _accuracy(y_true, y_pred):
     return keras.metrics.sparse_categorical_accuracy(y_true, y_pred)
 
 
+def minimize(model, tape, scaled_loss):
+    """One optimizer step of all of `model`'s trainable variables on `scaled_loss`."""
+    variables = model.trainable_variables
+    gradients = tape.gradient(scaled_loss, variables)
+    model.optimizer.apply_gradients(
+        [(g, v) for g, v in zip(gradients, variables) if g is not None])
+
+
 @keras.saving.register_keras_serializable(package="keras_distill")
 class Cohort(keras.Model):
     """Trains N students together; each distils from the others. No fixed teacher.
@@ -274,10 +282,7 @@ class Cohort(keras.Model):
             total = self._total(totals)
             scaled = self.optimizer.scale_loss(total) if training else total
         if training:
-            variables = self.trainable_variables
-            gradients = tape.gradient(scaled, variables)
-            self.optimizer.apply_gradients(
-                [(g, v) for g, v in zip(gradients, variables) if g is not None])
+            minimize(self, tape, scaled)
         return self._update_metrics(y, sample_weight, outputs, total, totals, supervised, values)
 
     def train_step(self, data):

@@ -8,7 +8,7 @@ import keras
 import tensorflow as tf
 from keras import ops
 
-from keras_distill.cohort import _accuracy
+from keras_distill.cohort import Cohort, _accuracy, minimize
 from keras_distill.distiller import Distiller, _scale, _unscale
 from keras_distill.losses.kd import KD
 
@@ -198,10 +198,7 @@ class NativeEnsemble(keras.Model):
                 logits, ensemble, y, sample_weight, training)
             scaled = self.optimizer.scale_loss(total) if training else total
         if training:
-            variables = self.trainable_variables
-            gradients = tape.gradient(scaled, variables)
-            self.optimizer.apply_gradients(
-                [(g, v) for g, v in zip(gradients, variables) if g is not None])
+            minimize(self, tape, scaled)
         batch_size = tf.shape(logits[0])[0]
         self._loss_tracker.update_state(_unscale(total), sample_weight=batch_size)
         self.student_loss_tracker.update_state(_unscale(supervised), sample_weight=batch_size)
@@ -215,15 +212,10 @@ class NativeEnsemble(keras.Model):
                 self._compile_metrics.update_state(y, logits[0], sample_weight)
         return self.get_metrics_result()
 
-    def train_step(self, data):
-        return self._step(data, training=True)
-
-    def test_step(self, data):
-        return self._step(data, training=False)
-
-    def predict_step(self, data):
-        x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
-        return self(x, training=False)
+    # The same dispatch to `_step` as the Cohort's.
+    train_step = Cohort.train_step
+    test_step = Cohort.test_step
+    predict_step = Cohort.predict_step
 
     # --------------------------------------------------------- serialization
     def get_config(self):
