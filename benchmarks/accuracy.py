@@ -289,6 +289,29 @@ def define_flags():
     flags.DEFINE_string("data_dir", None, "Dataset folder (passed to the recipes).")
     flags.DEFINE_integer("epochs", None, "Override the preset's student epochs.")
     flags.DEFINE_bool("dry_run", False, "List the runs (and which are done) and exit.")
+    flags.DEFINE_integer("jobs", 1, "Worker processes working through the grid together "
+                         "(each claims a run with a lock file). On a CPU machine each gets "
+                         "cores / jobs threads; 2 on 2 cores finishes small runs sooner than 1.")
+
+
+def worker_commands(argv, jobs, cores=None):
+    """`(command, environment)` of each of `jobs` workers running this command with --jobs=1."""
+    cores = cores or os.cpu_count() or 1
+    threads = str(max(1, cores // jobs))
+    arguments = [a for a in argv[1:] if not a.startswith("--jobs")]
+    environment = dict(os.environ, TF_NUM_INTRAOP_THREADS=threads, TF_NUM_INTEROP_THREADS="1",
+                       OMP_NUM_THREADS=threads)
+    command = [sys.executable, "-m", "benchmarks.accuracy", *arguments, "--jobs=1"]
+    return [(command, environment) for _ in range(jobs)]
+
+
+def run_workers(argv, jobs):
+    """Starts the workers, waits for all of them; returns the worst exit code."""
+    import subprocess
+
+    workers = [subprocess.Popen(command, env=environment)
+               for command, environment in worker_commands(argv, jobs)]
+    return max(worker.wait() for worker in workers)
 
 
 def main(argv):
@@ -312,6 +335,11 @@ def main(argv):
             done = os.path.exists(os.path.join(output_dir, f"{run.run_id}.json"))
             print(("done  " if done else "todo  ") + run.run_id)
         return
+    if FLAGS.jobs > 1:
+        code = run_workers(sys.argv, FLAGS.jobs)
+        if code:
+            sys.exit(f"a worker failed (exit code {code}); rerun the same command to resume.")
+        runs = []  # the workers ran them: aggregate below
     for number, run in enumerate(runs, 1):
         print(f"[{number}/{len(runs)}] {run.run_id}", flush=True)
         _, status = run_one(run, output_dir, extra)

@@ -99,3 +99,14 @@ def test_summary_mean_and_sample_std():
     assert row["best_mean"] == pytest.approx(0.82)
     assert row["best_std"] == pytest.approx(np.std([0.80, 0.82, 0.84], ddof=1))
     assert row["last_mean"] == pytest.approx(0.79)
+
+
+def test_workers_split_the_cores_and_rerun_the_same_command():
+    workers = accuracy.worker_commands(
+        ["benchmarks/accuracy.py", "--grid=methods", "--jobs=2", "--seeds=1"], jobs=2, cores=4)
+    assert len(workers) == 2
+    for command, environment in workers:
+        assert command[1:] == ["-m", "benchmarks.accuracy", "--grid=methods", "--seeds=1",
+                               "--jobs=1"]
+        assert environment["TF_NUM_INTRAOP_THREADS"] == "2"
+        assert environment["OMP_NUM_THREADS"] == "2"
