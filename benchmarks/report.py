@@ -936,6 +936,10 @@ def kd_plus_verdict(widths):
         return "pending: no width has both KD and KD+ runs with a teacher."
     if any(w["kd_plus"].n < 2 or w["kd"].n < 2 for w in complete):
         return "inconclusive: some widths have fewer than 2 seeds."
+    if len(complete) < len(widths):
+        measured = ", ".join(w["student"] for w in complete)
+        return (f"inconclusive: measured only at {measured}; the claim is about students above "
+                "some capacity, so every width of the sweep is needed.")
     ordered = sorted(complete, key=lambda w: w["params"] or 0)
 
     def matches(stat, teacher):

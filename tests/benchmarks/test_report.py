@@ -298,6 +298,10 @@ def test_kd_plus_verdicts():
     assert report.kd_plus_verdict(both).startswith("partly held: from b on")
     few = [width("a", 1, (0.70,), (0.72, 0.73))]
     assert report.kd_plus_verdict(few).startswith("inconclusive")
+    # only the smallest width measured: no verdict on "above some capacity"
+    missing = width("b", 2, (), ())
+    assert report.kd_plus_verdict([below[0], missing]).startswith(
+        "inconclusive: measured only at a;")
 
 
 def point(name, params, kd, dpk):
