@@ -103,7 +103,9 @@ def test_killed_run_resumes_exactly(tmp_path, uninterrupted, pause, complete, fi
     assert _backup_state(model_dir)["epoch"] == complete  # the uncommitted write is not named
     _run(model_dir)  # the same command again
     with open(model_dir / "final.json") as handle:
-        assert json.load(handle)["epochs_run"] == 3 - complete  # resumed, not restarted
+        final = json.load(handle)
+    assert final["epochs_run"] == 3 - complete  # resumed, not restarted
+    assert len(final["test_accuracy"]) == 3  # the epochs before the kill are kept
     for resumed, reference in zip(_weights(model_dir), uninterrupted):
         np.testing.assert_array_equal(resumed, reference)
     assert sorted(os.listdir(model_dir / "backup")) == ["backup.json", "state-000003.weights.h5"]
