@@ -298,7 +298,14 @@ def worker_commands(argv, jobs, cores=None):
     """`(command, environment)` of each of `jobs` workers running this command with --jobs=1."""
     cores = cores or os.cpu_count() or 1
     threads = str(max(1, cores // jobs))
-    arguments = [a for a in argv[1:] if not a.startswith("--jobs")]
+    arguments, skip = [], False
+    for argument in argv[1:]:
+        if skip:
+            skip = False
+        elif argument in ("--jobs", "-jobs"):
+            skip = True  # "--jobs N": drop its value too
+        elif not argument.lstrip("-").startswith("jobs="):
+            arguments.append(argument)
     environment = dict(os.environ, TF_NUM_INTRAOP_THREADS=threads, TF_NUM_INTEROP_THREADS="1",
                        OMP_NUM_THREADS=threads)
     command = [sys.executable, "-m", "benchmarks.accuracy", *arguments, "--jobs=1"]

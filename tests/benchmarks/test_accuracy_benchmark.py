@@ -110,3 +110,5 @@ def test_workers_split_the_cores_and_rerun_the_same_command():
                                "--jobs=1"]
         assert environment["TF_NUM_INTRAOP_THREADS"] == "2"
         assert environment["OMP_NUM_THREADS"] == "2"
+    (command, _), = accuracy.worker_commands(["a.py", "--grid", "claims", "--jobs", "3"], 1)
+    assert command[3:] == ["--grid", "claims", "--jobs=1"]
