@@ -20,8 +20,6 @@ import keras
 import pytest
 import tensorflow as tf
 
-from keras_distill import methods
-from keras_distill.methods import MethodContext
 from keras_distill.native_ensemble import NativeEnsemble
 from keras_distill.schedules import SigmoidRampUp
 from keras_distill.testing import assert_replica_equivalence, conv_net
@@ -147,23 +145,6 @@ def test_sigmoid_ramp_up_values():
         SigmoidRampUp(1.0, -1)
 
 
-def test_recipe_method_branches_the_last_stage_with_the_reference_ramp_up():
-    student = conv_net("s", 4, seed=1)
-    context = MethodContext(teacher=None, student=student, num_classes=3, epochs=30,
-                            steps_per_epoch=10, student_taps=["stage1", "stage2"])
-    assert not methods.needs_teacher("one")
-    spec = methods.build("one", context)
-    model = spec.model_builder(context, spec)
-    assert isinstance(model, NativeEnsemble) and model.split == "stage1"
-    assert model.num_branches == 3 and model.student is student
-    ramp = model.distillation_loss_weight
-    assert isinstance(ramp, SigmoidRampUp) and ramp.ramp_steps == 8 * 10  # 80/300 of 30
-    context.options = {"branches": 2, "rampup_epochs": 0, "split": "stage2"}
-    spec = methods.build("one", context)
-    model = spec.model_builder(context, spec)
-    assert model.num_branches == 2 and float(model.distillation_loss_weight.numpy()) == 1.0
-
-
 def test_bad_arguments_are_refused_clearly():
     student = conv_net("s", 4, seed=1)
     with pytest.raises(ValueError, match="'stage9' is not a layer of 's'"):
@@ -177,6 +158,3 @@ def test_bad_arguments_are_refused_clearly():
     crossing = keras.Model(inputs, keras.layers.Dense(3)(skip))
     with pytest.raises(ValueError, match="cannot be cut at 'second'"):
         NativeEnsemble(crossing, split="second")
-    context = MethodContext(teacher=None, student=student, num_classes=3)
-    with pytest.raises(ValueError, match="split=<layer name>"):
-        methods.build("one", context)

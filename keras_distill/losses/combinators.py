@@ -7,7 +7,7 @@ classes, the mechanism TLLM needs; it works on any per-example term.
 import keras
 from keras import ops
 
-from keras_distill.losses.base import DistillationLoss
+from keras_distill.losses.base import DistillationLoss, kl_from_target
 
 _MASK_MODES = ("drop", "renormalize", "one_hot", "hard_label")
 _LARGE_LOGIT = 1e4
@@ -134,9 +134,9 @@ class ClassMask(DistillationLoss):
         values = self.term.compute(teacher, student, inner_labels, side_inputs)
         if self.mode in ("drop", "renormalize", "hard_label"):
             values = values * (1.0 - sample_masked)
-        if self.mode == "hard_label":
-            log_probs = ops.log_softmax(ops.cast(student["logits"], "float32"), axis=-1)
-            cross_entropy = -ops.take_along_axis(log_probs, labels[:, None], axis=-1)[:, 0]
+        if self.mode == "hard_label":  # KL(one_hot(y) || softmax(z_s)) is CE(y, softmax(z_s))
+            cross_entropy = kl_from_target(ops.one_hot(labels, self.num_classes),
+                                           ops.cast(student["logits"], "float32"), 1.0)
             values = values + sample_masked * cross_entropy
         return values
 
