@@ -7,6 +7,7 @@ share, so neither repeats the other.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -444,3 +445,37 @@ class Timer:
 
 def remove_tree(path):
     shutil.rmtree(path, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def exclusive(lock_path, waiting="Waiting for another process."):
+    """Holds an exclusive lock on `lock_path` for the `with` block; waits while another holds it.
+
+    Processes on one machine sharing a cache (the teacher under --teacher_dir)
+    take turns through it. The lock is an OS lock (`fcntl.flock`), so a killed
+    holder releases it. Inside a multi-worker cluster (`TF_CONFIG` set) every
+    worker trains together and no lock is taken; on systems without `fcntl`
+    (Windows) neither.
+
+    Args:
+        lock_path: The lock file (created if missing).
+        waiting: Printed once when the lock is held by another process.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        fcntl = None
+    if fcntl is None or os.environ.get("TF_CONFIG"):
+        yield
+        return
+    os.makedirs(os.path.dirname(os.path.abspath(lock_path)), exist_ok=True)
+    with open(lock_path, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(waiting, flush=True)
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

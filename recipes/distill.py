@@ -74,19 +74,39 @@ def get_teacher(config, splits, strategy):
             return common.build_model(config.teacher, splits, "teacher"), \
                 {"source": config.teacher}
     cached = teacher_cache_path(config)
-    if os.path.exists(cached):
-        print(f"Reusing the teacher trained earlier: {cached}")
-        with strategy.scope():
-            try:
-                teacher = keras.saving.load_model(cached, compile=False)
-            except Exception as error:  # noqa: BLE001 - any load failure means the same
-                raise common.ConfigError(
-                    f"The teacher cached at {cached} cannot be loaded ({type(error).__name__}: "
-                    f"{error}). Delete {os.path.dirname(cached)} to train it again, or pass "
-                    "--teacher_weights.") from error
-        common.check_model_fits_data(teacher, splits, "teacher")
-        return teacher, {"source": cached, "reused": True,
-                         **_read_json(os.path.join(os.path.dirname(cached), "summary.json"))}
+    # Several processes sharing a --teacher_dir (e.g. `benchmarks.accuracy --jobs=2`) must not
+    # train the same teacher at once into the same folder: the first trains it, the others wait
+    # for it and then load it.
+    with common.exclusive(os.path.dirname(cached) + ".lock",
+                          waiting=f"Another process is training the teacher cached at {cached}; "
+                                  "waiting for it."):
+        if os.path.exists(cached):
+            return _load_cached_teacher(cached, splits, strategy)
+        return _train_teacher(config, cached, splits, strategy)
+
+
+def _load_cached_teacher(cached, splits, strategy):
+    import keras
+
+    print(f"Reusing the teacher trained earlier: {cached}")
+    with strategy.scope():
+        try:
+            teacher = keras.saving.load_model(cached, compile=False)
+        except Exception as error:  # noqa: BLE001 - any load failure means the same
+            raise common.ConfigError(
+                f"The teacher cached at {cached} cannot be loaded ({type(error).__name__}: "
+                f"{error}). Delete {os.path.dirname(cached)} to train it again, or pass "
+                "--teacher_weights.") from error
+    common.check_model_fits_data(teacher, splits, "teacher")
+    return teacher, {"source": cached, "reused": True,
+                     **_read_json(os.path.join(os.path.dirname(cached), "summary.json"))}
+
+
+def _train_teacher(config, cached, splits, strategy):
+    import keras
+
+    from keras_distill.distribute import is_chief
+
     print(f"Training the teacher {config.teacher} for {config.teacher_epochs} epochs "
           f"(cached at {cached} for later runs).")
     folder = os.path.dirname(cached)
@@ -97,8 +117,6 @@ def get_teacher(config, splits, strategy):
     teacher, summary = train_model(config.teacher, teacher_config, splits, strategy,
                                    config.teacher_epochs, folder, role="teacher")
     keras.utils.set_random_seed(config.seed)
-    from keras_distill.distribute import is_chief
-
     if is_chief():  # on a cluster only the chief writes the shared teacher cache
         temporary = cached + ".partial.keras"
         teacher.save(temporary)
