@@ -1026,6 +1026,10 @@ def dpk_verdict(points):
     facts = (f"from {small['teacher']} to {large['teacher']} the DPK student changes by "
              f"{dpk_rise.text()} and the KD student by {kd_rise.text()} points; at the largest "
              f"teacher DPK − KD is {at_large.text()}")
+    missing = [p["teacher"] for p in points if not (p["kd"].n and p["dpk"].n)]
+    if missing:
+        return (f"inconclusive: {', '.join(missing)} not measured yet, and saturation is read "
+                f"from the step to the largest teacher; so far {facts}.")
     if not dpk_rise.higher:
         return f"did not hold: the DPK student does not rise with the teacher; {facts}."
     if kd_last.higher:

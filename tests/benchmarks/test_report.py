@@ -322,6 +322,11 @@ def test_dpk_verdicts():
                                                              (0.80, 0.81))]
     assert report.dpk_verdict(flat).startswith("did not hold")
     assert report.dpk_verdict(flat[:1]).startswith("pending")
+    # Two of three sizes measured: the facts so far, but no verdict on saturation.
+    unmeasured = point("l", 3, (), ())
+    partial = report.dpk_verdict(held[:2] + [unmeasured])
+    assert partial.startswith("inconclusive: l not measured yet")
+    assert "from s to m the DPK student changes by +2.00" in partial
 
 
 def test_tllm_verdicts():
