@@ -449,9 +449,29 @@ class Distiller(keras.Model):
         if self._compile_metrics is not None and y is not None:
             self._compile_metrics.update_state(y, student_logits, sample_weight=sample_weight)
         logs = self.get_metrics_result()
+        for name in self.term_names:
+            if name not in values:
+                logs.pop(name, None)  # skipped by this step: see `get_metrics_result`
         for name, term in zip(self.term_names, self.terms):
             for key, value in term.extra_metrics().items():
                 logs[f"{name}_{key}"] = ops.cast(ops.convert_to_tensor(value), "float32")
+        return logs
+
+    def get_metrics_result(self):
+        """The metrics' results, without the terms that were never computed since the reset.
+
+        A term a step skips (one on a training-only view, or one reading a side
+        input the validation batches do not carry) has no value to report: its
+        never-updated tracker would read 0. Inside a traced step the step drops
+        it (it knows statically which terms ran); outside, as Keras reads the
+        results after an epoch or `evaluate`, a tracker that counted nothing is
+        dropped, so both give the same keys and Keras keeps the aggregated results.
+        """
+        logs = super().get_metrics_result()
+        if tf.executing_eagerly():
+            for name, tracker in zip(self.term_names, self.term_trackers):
+                if float(ops.convert_to_numpy(tracker.count)) == 0.0:
+                    logs.pop(name, None)
         return logs
 
     # ------------------------------------------------------------ train/test

@@ -69,6 +69,25 @@ def test_readme_snippet_runs_and_student_is_saved(tmp_path):
                                atol=1e-6)
 
 
+def test_validation_logs_only_the_terms_it_computes():
+    from keras_distill.views import Mixup
+
+    x, y = _data()
+    train = tf.data.Dataset.from_tensor_slices((x, y)).batch(8)
+    distiller = kd.Distiller(conv_net("t", 8), conv_net("s", 4),
+                             [losses.KD(4.0), losses.KD(4.0, input_view=Mixup(), name="kd_mix")],
+                             [0.5, 0.5], student_loss_weight=0.1)
+    distiller.compile(optimizer="sgd", loss=SCE)
+    history = distiller.fit(train, validation_data=train, epochs=1, verbose=0).history
+    # The mixup term runs on training-only views: it is logged in training, not in validation
+    # (it used to read a tracker never updated there: 0).
+    assert history["kd_mix"][0] > 0
+    assert "val_kd_mix" not in history
+    assert history["val_kd"][0] > 0
+    logs = distiller.evaluate(x, y, verbose=0, return_dict=True)
+    assert "kd_mix" not in logs and logs["kd"] > 0
+
+
 def test_logged_loss_is_weighted_sum_of_terms():
     x, y = _data()
     distiller = kd.Distiller(conv_net("t", 8), conv_net("s", 4), [losses.KD(4.0)], [0.9],

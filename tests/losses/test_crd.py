@@ -185,7 +185,7 @@ def test_distiller_needs_index_for_training_but_skips_the_term_in_evaluation():
     with pytest.raises(ValueError, match=r"reads side input\(s\) \['index'\]"):
         distiller.fit(x, y, batch_size=4, epochs=1, verbose=0)
     logs = distiller.evaluate(x, y, batch_size=4, verbose=0, return_dict=True)
-    assert logs["crd"] == 0.0 and logs["student_loss"] > 0
+    assert "crd" not in logs and logs["student_loss"] > 0  # skipped: nothing to report
 
 
 def test_banks_z_and_sampler_are_checkpointed_with_the_distiller(tmp_path):
