@@ -58,7 +58,7 @@ REFERENCE = {
 REFERENCE_COLUMNS = ("teacher", "student", "KD", "CRD", "DKD")
 CIFAR_METHODS = ("scratch", "kd", "crd", "dkd")
 CAPACITY = ("fmnist_student_small", "fmnist_student", "fmnist_student_wide")
-TEACHERS = ("fmnist_teacher_small", "fmnist_teacher_medium", "fmnist_teacher_large")
+TEACHERS = accuracy.DPK_TEACHERS
 TANG = ("scratch", "kd", "tang_label_smoothing", "tang_reweight", "tang_partial", "tang_top_k")
 TANG_FACTORS = {
     "scratch": "none (labels only)",
@@ -593,10 +593,11 @@ class Report:
         out = ["## Claim 3 — DPK: the student keeps improving with a better teacher", ""]
         out.append("Paper: with KD the student's accuracy saturates as the teacher grows; with "
                    "DPK (teacher features as prior knowledge) it keeps rising. Here: one student "
-                   "(`fmnist_student_small`), three teachers, KD vs DPK. *Rises* means the largest "
-                   "teacher's student beats the smallest teacher's under the rule; *saturates* "
-                   "means the step from the medium to the large teacher does not count as a "
-                   "gain.")
+                   f"(`fmnist_student_small`), up to {len(TEACHERS)} teachers, KD vs DPK; the "
+                   "verdict reads the teacher sizes measured (at least three). *Rises* means the "
+                   "largest measured teacher's student beats the smallest one's under the rule; "
+                   "*saturates* means the step between the two largest measured teachers does "
+                   "not count as a gain.")
         out.append("")
         groups = [f"teacher-{t}" for t in TEACHERS]
         section = self.section("Claim 3 (DPK)", "claims", groups)
@@ -1014,10 +1015,15 @@ def tang_verdict(stats):
 def dpk_verdict(points):
     """Claim 3 from the per-teacher points (ordered by teacher size)."""
     usable = [p for p in points if p["kd"].n and p["dpk"].n]
-    if len(usable) < 2:
-        return "pending: KD and DPK runs with at least two teacher sizes are needed."
+    if not usable:
+        return "pending: no teacher size has both KD and DPK runs."
     if any(p["kd"].n < 2 or p["dpk"].n < 2 for p in usable):
         return "inconclusive: some teacher sizes have fewer than 2 seeds."
+    missing = [p["teacher"] for p in points if not (p["kd"].n and p["dpk"].n)]
+    if len(usable) < 3:
+        measured = ", ".join(p["teacher"] for p in usable)
+        return (f"inconclusive: measured with {measured} only; rising and saturating need at "
+                f"least three teacher sizes ({', '.join(missing)} not measured yet).")
     small, large = usable[0], usable[-1]
     dpk_rise = diff(large["dpk"], small["dpk"])
     kd_rise = diff(large["kd"], small["kd"])
@@ -1026,10 +1032,8 @@ def dpk_verdict(points):
     facts = (f"from {small['teacher']} to {large['teacher']} the DPK student changes by "
              f"{dpk_rise.text()} and the KD student by {kd_rise.text()} points; at the largest "
              f"teacher DPK − KD is {at_large.text()}")
-    missing = [p["teacher"] for p in points if not (p["kd"].n and p["dpk"].n)]
     if missing:
-        return (f"inconclusive: {', '.join(missing)} not measured yet, and saturation is read "
-                f"from the step to the largest teacher; so far {facts}.")
+        facts += f" ({', '.join(missing)} not measured here)"
     if not dpk_rise.higher:
         return f"did not hold: the DPK student does not rise with the teacher; {facts}."
     if kd_last.higher:

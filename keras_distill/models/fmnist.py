@@ -10,6 +10,7 @@ maps can be compared position by position (attention transfer, DPK).
 
 | name | widths | convs/stage | trainable params (10 classes) | conv MACs |
 |---|---|---|---|---|
+| fmnist_teacher_tiny | (8, 16, 32) | 1, 2, 2 | 18k | 1.4M |
 | fmnist_teacher_small | (16, 32, 64) | 1, 2, 2 | 70k | 5.5M |
 | fmnist_teacher (= _medium) | (32, 64, 128) | 1, 2, 2 | 279k | 21.9M |
 | fmnist_teacher_large | (64, 128, 256) | 1, 2, 2 | 1.11M | 87M |
@@ -17,8 +18,8 @@ maps can be compared position by position (attention transfer, DPK).
 | fmnist_student | (12, 24, 48) | 1 | 13.7k | 1.1M |
 | fmnist_student_wide | (24, 48, 96) | 1 | 53k | 4.2M |
 
-The `_small` / `_large` / `_wide` names are the base builders with
-`width=0.5` / `2`; any of them accepts `width=` to go further.
+The `_tiny` / `_small` / `_large` / `_wide` names are the base builders with
+`width=0.25` / `0.5` / `2` / `2`; any of them accepts `width=` to go further.
 
 Taps: `stage1` (28x28), `stage2` (14x14), `stage3` (7x7), each after the
 stage's last ReLU and before pooling, `embedding` (pooled), `logits`.
@@ -146,6 +147,9 @@ def _sized(base, fn_name, default_width, summary):
     return build
 
 
+fmnist_teacher_tiny = _sized(fmnist_teacher, "fmnist_teacher_tiny", 0.25,
+                             "Tiny Fashion-MNIST teacher (18k parameters; the low end of teacher-size "
+                             "sweeps).")
 fmnist_teacher_small = _sized(fmnist_teacher, "fmnist_teacher_small", 0.5,
                               "Small Fashion-MNIST teacher (70k parameters).")
 fmnist_teacher_medium = _sized(fmnist_teacher, "fmnist_teacher_medium", 1.0,

@@ -61,7 +61,8 @@ def _specs():
     specs.append(ModelSpec("shufflenetv2", shufflenet.shufflenetv2, shufflenet.TAPS,
                            reference=f"Ma et al., ECCV 2018; {_CRD}",
                            aliases=("ShuffleV2", "shufflenet_v2")))
-    for name in ("fmnist_teacher", "fmnist_teacher_small", "fmnist_teacher_medium",
+    for name in ("fmnist_teacher", "fmnist_teacher_tiny", "fmnist_teacher_small",
+                 "fmnist_teacher_medium",
                  "fmnist_teacher_large", "fmnist_student", "fmnist_student_small",
                  "fmnist_student_wide"):
         specs.append(ModelSpec(name, getattr(fmnist, name), fmnist.TAPS,

@@ -180,11 +180,12 @@ def test_claim2_tang_borrows_methods_runs(page):
 def test_missing_group_is_reported_with_its_command(page):
     text, built, _ = page
     part = section(text, "Claim 3")
-    assert "**Pending:** none of the 18 runs exist yet" in part
-    assert ("`python -m benchmarks.accuracy --grid=claims --groups=teacher-fmnist_teacher_small,"
-            "teacher-fmnist_teacher_medium,teacher-fmnist_teacher_large`") in part
+    assert "**Pending:** none of the 24 runs exist yet" in part
+    assert ("`python -m benchmarks.accuracy --grid=claims --groups=teacher-fmnist_teacher_tiny,"
+            "teacher-fmnist_teacher_small,teacher-fmnist_teacher_medium,"
+            "teacher-fmnist_teacher_large`") in part
     assert dict(built.verdicts)[3] == "pending: no runs yet."
-    assert "| Claim 3 (DPK) | 18 of 18 |" in section(text, "Missing runs")
+    assert "| Claim 3 (DPK) | 24 of 24 |" in section(text, "Missing runs")
     assert "3. **DPK**: pending: no runs yet." in text
 
 
@@ -318,15 +319,20 @@ def test_dpk_verdicts():
                 point("m", 2, (0.82, 0.83), (0.82, 0.83)),
                 point("l", 3, (0.85, 0.86), (0.86, 0.87))]
     assert report.dpk_verdict(climbing).startswith("partly held")
-    flat = [point("s", 1, (0.80, 0.81), (0.80, 0.81)), point("l", 3, (0.80, 0.81),
-                                                             (0.80, 0.81))]
+    flat = [point("s", 1, (0.80, 0.81), (0.80, 0.81)), point("m", 2, (0.80, 0.81),
+                                                             (0.80, 0.81)),
+            point("l", 3, (0.80, 0.81), (0.80, 0.81))]
     assert report.dpk_verdict(flat).startswith("did not hold")
-    assert report.dpk_verdict(flat[:1]).startswith("pending")
-    # Two of three sizes measured: the facts so far, but no verdict on saturation.
-    unmeasured = point("l", 3, (), ())
-    partial = report.dpk_verdict(held[:2] + [unmeasured])
-    assert partial.startswith("inconclusive: l not measured yet")
-    assert "from s to m the DPK student changes by +2.00" in partial
+    assert report.dpk_verdict([point("s", 1, (), ())]).startswith("pending")
+    # Two sizes measured: no verdict on rising and saturating.
+    unmeasured = point("xl", 4, (), ())
+    assert report.dpk_verdict(held[:2] + [unmeasured]).startswith(
+        "inconclusive: measured with s, m only; rising and saturating need at least three "
+        "teacher sizes (xl not measured yet)")
+    # Three of four measured: the verdict reads them and names the missing one.
+    partial = report.dpk_verdict(held + [unmeasured])
+    assert partial.startswith("held: the DPK student rises")
+    assert partial.endswith("(xl not measured here).")
 
 
 def test_tllm_verdicts():
