@@ -1029,17 +1029,18 @@ def dpk_verdict(points):
     kd_rise = diff(large["kd"], small["kd"])
     kd_last = diff(usable[-1]["kd"], usable[-2]["kd"])
     at_large = diff(large["dpk"], large["kd"])
+    dpk_last = diff(usable[-1]["dpk"], usable[-2]["dpk"])
     facts = (f"from {small['teacher']} to {large['teacher']} the DPK student changes by "
-             f"{dpk_rise.text()} and the KD student by {kd_rise.text()} points; at the largest "
-             f"teacher DPK − KD is {at_large.text()}")
+             f"{dpk_rise.text()} and the KD student by {kd_rise.text()} points; at "
+             f"{large['teacher']} DPK − KD is {at_large.text()}")
     if missing:
         facts += f" ({', '.join(missing)} not measured here)"
     if not dpk_rise.higher:
         return f"did not hold: the DPK student does not rise with the teacher; {facts}."
     if kd_last.higher:
         return (f"partly held: the DPK student rises with the teacher, but so does the KD "
-                f"student (no saturation at this scale: its last step is {kd_last.text()}); "
-                f"{facts}.")
+                f"student (no saturation at this scale: its last step is {kd_last.text()}, "
+                f"DPK's {dpk_last.text()}); {facts}.")
     return (f"held: the DPK student rises with the teacher while the KD student saturates "
             f"(its last step is {kd_last.text()}); {facts}.")
 
