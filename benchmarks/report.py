@@ -186,9 +186,16 @@ def load_results(results_dir):
             teacher = record["results"].get("teacher") or {}
             if isinstance(teacher.get("test_accuracy"), dict):  # older runs: training summary
                 teacher["test_accuracy"] = teacher["test_accuracy"].get("last")
-            record["_grid"], record["_folder"] = grid, folder
-            record["_run_id"] = name[: -len(".json")]
-            records[record["_run_id"]] = record
+            run_id = name[: -len(".json")]
+            record["_grid"], record["_folder"], record["_run_id"] = grid, folder, run_id
+            source = record.get("shared_from")  # "<grid>/<run id>.json" of the run reused
+            if source:
+                # Its run folder (per-class cache, callback files, config) is the source's.
+                source_grid, source_name = os.path.split(source)
+                record["_source_grid"] = source_grid
+                record["_folder"] = os.path.join(results_dir, source_grid)
+                record["_run_id"] = source_name[: -len(".json")]
+            records[run_id] = record
         if records:
             grids[grid] = records
     return grids
@@ -230,6 +237,8 @@ class Section:
         self.found, self.borrowed, self.missing = {}, [], []
         for run in self.expected:
             record = grids.get(grid, {}).get(run.run_id)
+            if record is not None and record.get("_source_grid"):
+                self.borrowed.append((run, record["_source_grid"]))
             if record is None:
                 for other in fallback:
                     record = grids.get(other, {}).get(run.run_id)
@@ -304,10 +313,10 @@ class Section:
         if machines:
             lines.append(f"- Machine(s): {'; '.join(machines)}.")
         if self.borrowed:
-            grids = sorted({g for _, g in self.borrowed})
-            lines.append(f"- {len(self.borrowed)} of these runs come from the "
-                         f"{', '.join(grids)} grid (same run id: same group, method, seed and "
-                         "overrides).")
+            places = [f"other groups of the {g} grid" if g == self.grid else f"the {g} grid"
+                      for g in sorted({g for _, g in self.borrowed})]
+            lines.append(f"- {len(self.borrowed)} of these runs are identical runs reused from "
+                         f"{' and '.join(places)} (same method, seed and overrides).")
         if self.missing:
             lines.append(f"- **Missing: {len(self.missing)} run(s)** "
                          f"({describe_runs(self.missing)}). Produce them with "

@@ -146,7 +146,7 @@ def test_all_methods_table_means_stds_and_gain(page):
     assert row(part, "`crd`")[1:4] == ["0", "pending", "pending"]
     assert "Teacher `fmnist_teacher`: 80.00 %" in part
     assert "Runs: 16 of 69" in part  # 9 of them from the claims grid's group fmnist
-    assert "9 of these runs come from the claims grid" in part
+    assert "9 of these runs are identical runs reused from the claims grid" in part
     assert "--grid=methods --methods=" in part and "**Missing: 53 run(s)**" in part
     assert "![methods.png](results/methods.png)" in part
 
@@ -170,7 +170,7 @@ def test_claim2_tang_borrows_methods_runs(page):
     # minus KD -0.50 ± 2.00 (within noise).
     assert row(part, "`tang_label_smoothing`")[2:] == [
         "3", "81.50 ± 0.50", "**+2.50 ± 1.00**", "83 %", "-0.50 ± 2.00"]
-    assert "6 of these runs come from the methods grid" in part
+    assert "6 of these runs are identical runs reused from the methods grid" in part
     assert dict(built.verdicts)[2].startswith(
         "held: KD beats scratch by +3.00 ± 2.00 points and KD beats KD-pt")
     assert "label smoothing alone already recovers" in dict(built.verdicts)[2]
@@ -418,3 +418,27 @@ def test_method_pages_get_a_generated_result_section(tmp_path):
     # regenerating changes nothing
     report.update_method_pages(report.load_results(str(root)), str(pages))
     assert (pages / "dkd.md").read_text() == dkd
+
+
+def test_a_shared_run_is_read_from_its_source_runs_folder(tmp_path):
+    """A run `benchmarks.accuracy` reused from another grid (`shared_from`) keeps its run
+    folder there: the TLLM set and the provenance line must come from that folder."""
+    root = tmp_path / "results"
+    for method, lasts in (("scratch", [0.78, 0.79, 0.80]), ("kd", [0.80, 0.81, 0.82]),
+                          ("tllm", [0.80, 0.81, 0.82])):
+        for seed, last in enumerate(lasts):
+            source = write_run(root, "methods", "fmnist", method, seed, last,
+                               per_class=[0.9, 0.6, 0.8])
+            record = json.loads((root / "methods" / f"{source}.json").read_text())
+            record["shared_from"] = os.path.join("methods", f"{source}.json")
+            (root / "claims").mkdir(exist_ok=True)
+            (root / "claims" / f"{run_id('claims', 'fmnist', method, seed)}.json").write_text(
+                json.dumps(record))
+    tllm_dir = root / "methods" / "runs" / run_id("methods", "fmnist", "tllm", 0)
+    tllm_dir.mkdir(parents=True)
+    (tllm_dir / "undistillable_classes.json").write_text(json.dumps({"undistillable": [2]}))
+    output = tmp_path / "results.md"
+    report.build_page(str(root), str(output), machine="2 CPU cores, no GPU", today="2030-01-02")
+    part = section(output.read_text(), "Claim 4")
+    assert "seed 0: TLLM masked classes [2]" in part
+    assert "- 9 of these runs are identical runs reused from the methods grid" in part
