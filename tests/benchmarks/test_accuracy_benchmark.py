@@ -17,7 +17,7 @@ def test_grids_have_unique_ids_and_the_promised_cells():
     assert {r.seed for r in methods} == {0, 1, 2}
     assert {"kd", "kd_plus", "dpk", "tllm", "dkd", "crd", "dml"} <= {r.method for r in methods}
     claims = {r.group for r in accuracy.grid("claims")}
-    assert {"noise-0.4", "imbalance-100", "teacher-fmnist_teacher_large",
+    assert {"noise-0.4", "imbalance-100", "teacher-fmnist_teacher_tiny",
             "capacity-fmnist_student_wide"} <= claims
     robust = accuracy.grid("robustness", with_methods=("dkd",))
     assert {r.group for r in robust} == {"noise-0.2", "noise-0.4", "noise-0.6", "noise-asym-0.4",
