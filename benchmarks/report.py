@@ -602,11 +602,10 @@ class Report:
         out = ["## Claim 3 — DPK: the student keeps improving with a better teacher", ""]
         out.append("Paper: with KD the student's accuracy saturates as the teacher grows; with "
                    "DPK (teacher features as prior knowledge) it keeps rising. Here: one student "
-                   f"(`fmnist_student_small`), up to {len(TEACHERS)} teachers, KD vs DPK; the "
-                   "verdict reads the teacher sizes measured (at least three). *Rises* means the "
-                   "largest measured teacher's student beats the smallest one's under the rule; "
-                   "*saturates* means the step between the two largest measured teachers does "
-                   "not count as a gain.")
+                   f"(`fmnist_student_small`), {len(TEACHERS)} teacher sizes, KD vs DPK (a "
+                   "verdict needs three measured). *Rises* means the largest measured teacher's "
+                   "student beats the smallest one's under the rule; *saturates* means the step "
+                   "between the two largest measured teachers does not count as a gain.")
         out.append("")
         groups = [f"teacher-{t}" for t in TEACHERS]
         section = self.section("Claim 3 (DPK)", "claims", groups)

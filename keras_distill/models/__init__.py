@@ -38,8 +38,8 @@ __all__ = [
     "cifar_resnet", "cifar_vgg", "feature_taps", "fmnist_cnn", "fmnist_student",
     "fmnist_student_small", "fmnist_student_wide", "fmnist_teacher", "fmnist_teacher_large",
     "fmnist_teacher_medium", "fmnist_teacher_small", "fmnist_teacher_tiny", "get", "load",
-    "mobilenetv2", "resnet8", "resnet8x4", "resnet14", "resnet20", "resnet32", "resnet32x4", "resnet44",
-    "resnet56", "resnet110", "shufflenetv1", "shufflenetv2", "spec", "vgg8", "vgg11",
+    "mobilenetv2", "resnet8", "resnet8x4", "resnet14", "resnet20", "resnet32", "resnet32x4",
+    "resnet44", "resnet56", "resnet110", "shufflenetv1", "shufflenetv2", "spec", "vgg8", "vgg11",
     "vgg13", "vgg16", "vgg19", "wide_resnet", "wrn_16_1", "wrn_16_2", "wrn_40_1",
     "wrn_40_2",
 ]

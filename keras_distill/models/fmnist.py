@@ -148,8 +148,7 @@ def _sized(base, fn_name, default_width, summary):
 
 
 fmnist_teacher_tiny = _sized(fmnist_teacher, "fmnist_teacher_tiny", 0.25,
-                             "Tiny Fashion-MNIST teacher (18k parameters; the low end of teacher-size "
-                             "sweeps).")
+                             "Tiny Fashion-MNIST teacher (18k parameters; teacher-size sweeps).")
 fmnist_teacher_small = _sized(fmnist_teacher, "fmnist_teacher_small", 0.5,
                               "Small Fashion-MNIST teacher (70k parameters).")
 fmnist_teacher_medium = _sized(fmnist_teacher, "fmnist_teacher_medium", 1.0,

@@ -62,9 +62,8 @@ def _specs():
                            reference=f"Ma et al., ECCV 2018; {_CRD}",
                            aliases=("ShuffleV2", "shufflenet_v2")))
     for name in ("fmnist_teacher", "fmnist_teacher_tiny", "fmnist_teacher_small",
-                 "fmnist_teacher_medium",
-                 "fmnist_teacher_large", "fmnist_student", "fmnist_student_small",
-                 "fmnist_student_wide"):
+                 "fmnist_teacher_medium", "fmnist_teacher_large", "fmnist_student",
+                 "fmnist_student_small", "fmnist_student_wide"):
         specs.append(ModelSpec(name, getattr(fmnist, name), fmnist.TAPS,
                                input_shape=fmnist.FMNIST_INPUT_SHAPE,
                                reference="keras_distill (this project)"))

@@ -6,7 +6,8 @@ import pytest
 
 from keras_distill import models
 
-TEACHERS = ["fmnist_teacher_tiny", "fmnist_teacher_small", "fmnist_teacher_medium", "fmnist_teacher_large"]
+TEACHERS = ["fmnist_teacher_tiny", "fmnist_teacher_small", "fmnist_teacher_medium",
+            "fmnist_teacher_large"]
 STUDENTS = ["fmnist_student_small", "fmnist_student", "fmnist_student_wide"]
 
 

@@ -11,7 +11,8 @@ ZOO_NAMES = [
     "resnet8x4", "resnet32x4", "wrn_16_1", "wrn_16_2", "wrn_40_1", "wrn_40_2",
     "vgg8", "vgg11", "vgg13", "vgg16", "vgg19", "mobilenetv2", "shufflenetv1",
     "shufflenetv2", "fmnist_teacher", "fmnist_teacher_tiny", "fmnist_teacher_small",
-    "fmnist_teacher_medium", "fmnist_teacher_large", "fmnist_student", "fmnist_student_small", "fmnist_student_wide",
+    "fmnist_teacher_medium", "fmnist_teacher_large", "fmnist_student", "fmnist_student_small",
+    "fmnist_student_wide",
 ]
 
 

@@ -1,4 +1,4 @@
-"""Processes sharing a --teacher_dir take turns: one trains a teacher, the others wait and reuse it."""
+"""Processes sharing a --teacher_dir take turns: one trains a teacher, the others reuse it."""
 
 import os
 import subprocess
