@@ -3,6 +3,8 @@
     python -m benchmarks.speed                     # both pairs, 30 timed steps each
     python -m benchmarks.speed --quick             # Fashion-MNIST pair, 10 steps (~2-3 min)
     python -m benchmarks.speed --pairs=resnet32x4:resnet8x4 --steps=50
+    python -m benchmarks.speed --pairs=resnet32x4:resnet8x4 --against=torch \
+        --torch_python=/path/to/venv-with-torch/bin/python --repeats=3
 
 For each teacher:student pair (on random in-memory data of the pair's shape,
 repeated), every configuration runs in its own subprocess (clean peak memory,
@@ -20,7 +22,14 @@ allocator warm-up) with a batch-end callback:
     keras_logits       keras.distillation.Distiller + LogitsDistillation(temperature=4)
     keras_feature      keras.distillation.Distiller + the same FeatureDistillation
 
-and reports the ratios of per-step times (median wall time; the same ratios
+With `--against=torch`, the same rounds also run `benchmarks/torch_steps.py` in the
+interpreter `--torch_python` (one with `pip install torch`; never a dependency of the
+package): `torch_student`, `torch_teacher_inference` and `torch_kd`, the same models
+(RepDistiller's definitions), batch, optimizer and loss, interleaved with ours round by
+round, and reports our examples/s over theirs for each of the three steps
+(target >= 1.0).
+
+It reports the ratios of per-step times (median wall time; the same ratios
 from process CPU time per step are reported next to them, steadier when
 other jobs share the machine):
 
@@ -28,6 +37,9 @@ other jobs share the machine):
     cached_ratio = cached / student                       target <= 1.05
     feature_speedup = keras_feature / feature             target >= 1.3
     kd_vs_keras_logits = keras_logits / kd                (information)
+    student_vs_torch = torch_student / student            target >= 1.0 (--against=torch)
+    teacher_vs_torch = torch_teacher_inference / teacher_inference   target >= 1.0
+    kd_vs_torch      = torch_kd / kd                      target >= 1.0
 
 The Fashion-MNIST pair has no teacher/student tap of equal shape (128 vs 48
 channels at stage3), so `feature`/`keras_feature` are n/a there.
@@ -61,8 +73,11 @@ PAIRS = {
 }
 CONFIGS = ("student", "teacher_inference", "kd", "feature", "fitnet", "at", "cached",
            "keras_logits", "keras_feature")
+TORCH_CONFIGS = ("torch_student", "torch_teacher_inference", "torch_kd")
+TORCH_PAIRS = ("resnet32x4:resnet8x4",)  # the pairs benchmarks/torch_steps.py defines
 TARGETS = {"overhead": ("<=", 1.05), "cached_ratio": ("<=", 1.05),
-           "feature_speedup": (">=", 1.3)}
+           "feature_speedup": (">=", 1.3), "student_vs_torch": (">=", 1.0),
+           "teacher_vs_torch": (">=", 1.0), "kd_vs_torch": (">=", 1.0)}
 RESULTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 
 FLAGS = flags.FLAGS
@@ -84,6 +99,10 @@ def define_flags():
                       "Mixed precision policy for every configuration.")
     flags.DEFINE_enum("jit_compile", "auto", ["auto", "true", "false"], "XLA for the step.")
     flags.DEFINE_string("output_dir", RESULTS_DIR, "Where speed-<pair>.json is written.")
+    flags.DEFINE_enum("against", None, ["torch"], "Also time the same steps in PyTorch "
+                      "(benchmarks/torch_steps.py), interleaved with ours.")
+    flags.DEFINE_string("torch_python", sys.executable, "Python interpreter that has torch, "
+                        "for --against=torch.")
     flags.DEFINE_string("note", "", "Free text stored with the results (e.g. machine load).")
     flags.DEFINE_string("child", None, "Internal: run one configuration (JSON) and print it.")
 
@@ -267,12 +286,15 @@ def unavailable(pair, config):
     return None
 
 
-def _run_isolated(job):
+def _run_isolated(job, torch_python=None):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    process = subprocess.run(
-        [sys.executable, "-m", "benchmarks.speed", f"--child={json.dumps(job)}"],
-        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))), env=env,
-        capture_output=True, text=True)
+    here = os.path.dirname(os.path.abspath(__file__))
+    if job["config"] in TORCH_CONFIGS:
+        command = [torch_python, os.path.join(here, "torch_steps.py"), json.dumps(job)]
+    else:
+        command = [sys.executable, "-m", "benchmarks.speed", f"--child={json.dumps(job)}"]
+    process = subprocess.run(command, cwd=os.path.dirname(here), env=env,
+                             capture_output=True, text=True)
     for line in process.stdout.splitlines():
         if line.startswith("RESULT "):
             return json.loads(line[len("RESULT "):])
@@ -311,6 +333,9 @@ def ratios(by_config, key="seconds_per_step"):
         "cached_ratio": ratio(time_of("cached"), student),
         "feature_speedup": ratio(time_of("keras_feature"), time_of("feature")),
         "kd_vs_keras_logits": ratio(time_of("keras_logits"), time_of("kd")),
+        "student_vs_torch": ratio(time_of("torch_student"), student),
+        "teacher_vs_torch": ratio(time_of("torch_teacher_inference"), teacher),
+        "kd_vs_torch": ratio(time_of("torch_kd"), time_of("kd")),
     }
 
 
@@ -339,6 +364,8 @@ def print_report(pair, results, summary, cpu_summary):
               f"{peak if peak is not None else '-':>8}")
     print(f"\n{'ratio':18s} {'wall':>8s} {'cpu':>8s}  target")
     for name, value in summary.items():
+        if value is None and cpu_summary[name] is None and name.endswith("_torch"):
+            continue  # not run with --against=torch
         target = TARGETS.get(name)
         goal = f"{target[0]} {target[1]} (met: {_meets(name, value)})" if target else ""
         shown = [f"{v:.3f}" if v is not None else "n/a" for v in (value, cpu_summary[name])]
@@ -367,14 +394,22 @@ def main(argv):
         steps, warmup = min(steps, 10), min(warmup, 3)
     unknown = [p for p in pairs if p not in PAIRS]
     bad = [c for c in FLAGS.configs if c not in CONFIGS]
+    configs = list(FLAGS.configs)
+    if FLAGS.against == "torch":
+        unknown += [p for p in pairs if p not in TORCH_PAIRS]
+        # Interleave: each of ours is followed by its torch counterpart in every round.
+        for ours, theirs in (("student", "torch_student"),
+                             ("teacher_inference", "torch_teacher_inference"), ("kd", "torch_kd")):
+            if ours in configs:
+                configs.insert(configs.index(ours) + 1, theirs)
     if unknown or bad:
         sys.exit(f"error: unknown pairs {unknown} or configs {bad}; pairs: {list(PAIRS)}, "
                  f"configs: {list(CONFIGS)}")
     os.makedirs(FLAGS.output_dir, exist_ok=True)
     for pair in pairs:
-        runs = {config: [] for config in FLAGS.configs}
+        runs = {config: [] for config in configs}
         for repeat in range(FLAGS.repeats):  # rounds interleave the configurations
-            for config in FLAGS.configs:
+            for config in configs:
                 reason = unavailable(pair, config)
                 if reason:
                     runs[config] = [{"pair": pair, "config": config, "error": reason}]
@@ -384,7 +419,8 @@ def main(argv):
                        "mixed_precision": FLAGS.mixed_precision,
                        "jit_compile": FLAGS.jit_compile}
                 started = time.time()
-                result = _run_isolated(job) if FLAGS.isolate else _run_here(job)
+                isolate = FLAGS.isolate or config in TORCH_CONFIGS
+                result = _run_isolated(job, FLAGS.torch_python) if isolate else _run_here(job)
                 result["wall_seconds"] = round(time.time() - started, 1)
                 result["load_average_1min"] = round(os.getloadavg()[0], 2)
                 runs[config].append(result)
@@ -392,7 +428,7 @@ def main(argv):
                     f"{result['seconds_per_step'] * 1000:.1f} ms/step"
                     if result.get("seconds_per_step") else result.get("error", "no timing")),
                     flush=True)
-        results = [_least_disturbed(runs[config]) for config in FLAGS.configs]
+        results = [_least_disturbed(runs[config]) for config in configs]
         by_config = {r["config"]: r for r in results if "error" not in r}
         summary = ratios(by_config)
         cpu_summary = ratios(by_config, "cpu_seconds_per_step")
