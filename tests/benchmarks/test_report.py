@@ -1,4 +1,4 @@
-"""benchmarks/report.py: tables, verdicts, plots and missing runs from synthetic run JSONs.
+"""benchmarks/report/: tables, verdicts, plots and missing runs from synthetic run JSONs.
 
 No training here: every run JSON is written by hand with values chosen so the
 means / sample stds are exact in two decimals, and no difference sits on the
@@ -13,6 +13,7 @@ import pytest
 
 from benchmarks import accuracy, report
 from benchmarks.report import Diff, Stat
+from benchmarks.report import per_class as per_class_module
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -376,7 +377,7 @@ def test_per_class_from_saved_students_is_evaluated_once_and_cached(tmp_path, mo
         calls.append(path)
         return [0.5, np.nan, 0.25]
 
-    monkeypatch.setattr(report, "evaluate_saved_student", fake)
+    monkeypatch.setattr(per_class_module, "evaluate_saved_student", fake)
     records = report.load_results(str(tmp_path))["claims"]
     built = report.Report({}, str(tmp_path / "plots"), str(tmp_path))
     values = built.per_class(records[identifier])
@@ -389,34 +390,65 @@ def test_per_class_from_saved_students_is_evaluated_once_and_cached(tmp_path, mo
     assert skipping.per_class(records[identifier]) is None
 
 
-def test_method_pages_get_a_generated_result_section(tmp_path):
-    """Each method page's "Result measured here" is rewritten from the methods grid: scratch
+def test_method_pages_get_a_generated_results_file(tmp_path):
+    """Each method page gets its own generated results file from the methods grid: scratch
     79.00 ± 1.00, KD 82.00 ± 2.00 (+3.00 ± 2.00 over scratch: counts), DKD 83.00 ± 1.00
-    (+1.00 ± 2.00 over KD: within noise). The sections after it are kept; a page whose
-    method has no run says pending with the command."""
+    (+1.00 ± 2.00 over KD: within noise). The hand-written pages are never edited; a page
+    that does not link to its file is named; a page whose method has no run gets a file
+    that says pending with the command."""
     root = tmp_path / "results"
     write_seeds(root, "methods", "fmnist", "scratch", [0.78, 0.79, 0.80])
     write_seeds(root, "methods", "fmnist", "kd", [0.80, 0.82, 0.84])
     write_seeds(root, "methods", "fmnist", "dkd", [0.82, 0.83, 0.84])
-    pages = tmp_path / "methods"
-    pages.mkdir()
-    (pages / "dkd.md").write_text("# DKD\n\n## Result measured here\npending\n\n## Notes\nkept\n")
+    docs = tmp_path / "docs"
+    pages = docs / "methods"
+    pages.mkdir(parents=True)
+    dkd_page = ("# DKD\n\n## Result measured here\n\nSee "
+                "[../results/methods/dkd.md](../results/methods/dkd.md).\n\n## Notes\nkept\n")
+    (pages / "dkd.md").write_text(dkd_page)
     (pages / "rkd.md").write_text("# RKD\n\n## Formula\nx\n")
-    written = report.update_method_pages(report.load_results(str(root)), str(pages))
+    generated = docs / "results" / "methods"
+    written, unlinked = report.write_method_results(
+        report.load_results(str(root)), str(pages), str(generated), str(docs / "results.md"))
     assert sorted(os.path.basename(p) for p in written) == ["dkd.md", "rkd.md"]
-    dkd = (pages / "dkd.md").read_text()
-    assert "pending" not in dkd and dkd.endswith("## Notes\nkept\n")
+    assert unlinked == [str(pages / "rkd.md")]
+    assert (pages / "dkd.md").read_text() == dkd_page  # the hand-written page is untouched
+    assert (pages / "rkd.md").read_text() == "# RKD\n\n## Formula\nx\n"
+    dkd = (generated / "dkd.md").read_text()
+    assert dkd.startswith("# DKD: result measured here\n")
+    assert "[dkd.md](../../methods/dkd.md)" in dkd  # links back to the method page
+    assert "rule of [results](../../results.md)" in dkd
+    assert "pending" not in dkd.lower()
     assert row(dkd, "`scratch`")[1:3] == ["3", "79.00 ± 1.00"]
     assert row(dkd, "`kd`")[4] == "**+3.00 ± 2.00**"
     assert row(dkd, "`dkd`")[2:] == ["83.00 ± 1.00", "83.00 ± 1.00", "**+4.00 ± 1.00**",
                                      "+1.00 ± 2.00"]
     assert "--methods=scratch,kd,dkd" in dkd
-    rkd = (pages / "rkd.md").read_text()
-    assert rkd.startswith("# RKD\n\n## Formula\nx\n\n## Result measured here")
+    rkd = (generated / "rkd.md").read_text()
+    assert rkd.startswith("# RKD: result measured here\n")
     assert "Pending: no run yet" in rkd and "--methods=scratch,kd,rkd" in rkd
     # regenerating changes nothing
-    report.update_method_pages(report.load_results(str(root)), str(pages))
-    assert (pages / "dkd.md").read_text() == dkd
+    report.write_method_results(report.load_results(str(root)), str(pages), str(generated),
+                                str(docs / "results.md"))
+    assert (generated / "dkd.md").read_text() == dkd
+
+
+def test_the_docs_method_pages_link_to_their_generated_results():
+    """Every docs/methods page the report writes results for links to its file, holds no
+    generated block, and the file exists."""
+    docs = os.path.join(os.path.dirname(__file__), "..", "..", "docs")
+    for page in report.METHOD_PAGES:
+        with open(os.path.join(docs, "methods", page)) as handle:
+            text = handle.read()
+        assert f"](../results/methods/{page})" in text, page
+        assert "Generated by" not in text and "| method | seeds |" not in text, page
+        assert os.path.exists(os.path.join(docs, "results", "methods", page)), page
+
+
+def test_results_page_says_it_is_generated_and_by_which_command(page):
+    text, _, _ = page
+    assert text.splitlines()[4].startswith(
+        "*A generated page: `python -m benchmarks.report` writes it")
 
 
 def test_a_shared_run_is_read_from_its_source_runs_folder(tmp_path):
