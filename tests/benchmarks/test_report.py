@@ -7,6 +7,8 @@ rule's boundary (`|d| > s`, `s` the larger std).
 
 import json
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -473,3 +475,30 @@ def test_a_shared_run_is_read_from_its_source_runs_folder(tmp_path):
     part = section(output.read_text(), "Claim 4")
     assert "seed 0: TLLM masked classes [2]" in part
     assert "- 9 of these runs are identical runs reused from the methods grid" in part
+
+
+def test_command_line_writes_the_page_and_the_method_results(tmp_path):
+    """`python -m benchmarks.report` runs the package with the old flags; the method pages'
+    results go to results/methods/ beside --output (or --method_results), never into the
+    hand-written pages."""
+    root = tmp_path / "results"
+    write_seeds(root, "methods", "fmnist", "scratch", [0.78, 0.79, 0.80])
+    write_seeds(root, "methods", "fmnist", "kd", [0.80, 0.82, 0.84])
+    pages = tmp_path / "pages"
+    pages.mkdir()
+    (pages / "kd.md").write_text("# KD\n")
+    repository = os.path.join(os.path.dirname(__file__), "..", "..")
+    environment = dict(os.environ, PYTHONPATH=os.path.abspath(repository))
+    base = [sys.executable, "-m", "benchmarks.report", f"--results_dir={root}",
+            f"--method_pages={pages}", "--machine=m", "--noevaluate_students"]
+    done = subprocess.run(base + [f"--output={tmp_path / 'docs' / 'results.md'}"],
+                          capture_output=True, text=True, env=environment, check=True)
+    assert "Wrote the measured results of 1 method pages" in done.stdout
+    assert "kd.md does not link to its results file" in done.stdout
+    kd = (tmp_path / "docs" / "results" / "methods" / "kd.md").read_text()
+    assert row(kd, "`kd`")[4] == "**+3.00 ± 2.00**"
+    assert (pages / "kd.md").read_text() == "# KD\n"
+    subprocess.run(base + [f"--output={tmp_path / 'other.md'}",
+                           f"--method_results={tmp_path / 'elsewhere'}"],
+                   capture_output=True, text=True, env=environment, check=True)
+    assert (tmp_path / "elsewhere" / "kd.md").read_text().startswith("# KD: result measured")
