@@ -1,10 +1,12 @@
-"""Input validation: clear errors for inputs a Distiller cannot train on.
+"""Input validation: clear errors for inputs a trainer cannot train on.
 
-Each check names the problem and the fix. The Distiller calls them at
-construction (`check_output_kind`), when a step is traced (`check_inputs_fit`),
-inside the step (`assert_labels_in_range`), and around `fit`
-(`check_not_empty`, `RequireTrainingBatches`). The recipes use
-`TrackedOptions` to refuse `--method_options` a method never reads.
+Each check names the problem and the fix. The trainers call them at
+construction (`check_output_kind`, `check_compatible`), at the top of every
+step (`check_batch`, `check_cached_teacher_outputs`; `check_step_inputs`,
+which checks shapes when the step is traced and adds `assert_labels_in_range`
+to the graph), and around `fit` (`check_not_empty`, `RequireTrainingBatches`).
+The recipes use `TrackedOptions` to refuse `--method_options` a method never
+reads.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 from keras import ops
+
+from keras_distill.features import is_graph_model
 
 # Smallest probability taken when turning probabilities into logits: log(1e-30) = -69 is
 # finite, so a probability that underflowed to 0 gives no -inf (and no 0 * inf = nan).
@@ -127,6 +131,124 @@ def check_inputs_fit(inputs, model, role):
             f"{model.name!r} takes {want}. Resize or reshape the data to {want} in the input "
             "pipeline (e.g. keras.layers.Resizing, or tf.image.resize in a tf.data map), or "
             f"build the models with input_shape={got}.")
+
+
+def check_compatible(teacher, student, teacher_shapes, student_shapes):
+    """At construction: refuses a teacher and a student that cannot see the same batch.
+
+    Args:
+        teacher: The teacher `keras.Model`.
+        student: The student `keras.Model`.
+        teacher_shapes: Dict tap -> shape of the teacher (`"logits"` included).
+        student_shapes: The same for the student.
+
+    Raises:
+        ValueError: different numbers of classes, or different input shapes,
+            naming both and the fix.
+    """
+    t_logits, s_logits = teacher_shapes.get("logits"), student_shapes.get("logits")
+    if t_logits and s_logits and t_logits[-1] != s_logits[-1]:
+        raise ValueError(
+            f"The teacher predicts {t_logits[-1]} classes but the student predicts "
+            f"{s_logits[-1]}: distillation needs the same classes. Build the student "
+            f"with num_classes={t_logits[-1]} (or give the teacher the student's head).")
+    if not (is_graph_model(teacher) and is_graph_model(student)):
+        return
+    t_in = [tuple(i.shape[1:]) for i in teacher.inputs]
+    s_in = [tuple(i.shape[1:]) for i in student.inputs]
+    if len(t_in) != len(s_in) or any(
+            len(a) != len(b) or any(x is not None and y is not None and x != y
+                                    for x, y in zip(a, b))
+            for a, b in zip(t_in, s_in)):
+        raise ValueError(
+            f"The teacher takes inputs of shape {t_in} but the student takes "
+            f"{s_in}: both see the same batch. Resize inside one model (e.g. a "
+            "keras.layers.Resizing layer at its input) so both accept the data.")
+
+
+def check_batch(terms, labels, side_inputs, training, supervised):
+    """Refuses a batch that lacks what the loss reads: labels, or a term's side inputs.
+
+    Args:
+        terms: The trainer's `keras_distill.terms.WeightedTerms`.
+        labels: The batch's `y`, or None when it yields no labels.
+        side_inputs: Dict of the batch's side inputs.
+        training: A training step. At evaluation a term whose side inputs
+            are missing is skipped, not refused.
+        supervised: Whether `compile()` was given a supervised loss.
+
+    Raises:
+        ValueError: naming the terms, what is missing and how to yield it.
+    """
+    needs_labels = [name for name, term in terms.items()
+                    if term.requires_labels and term.input_view is None]
+    if labels is None and needs_labels:
+        raise ValueError(
+            f"Distillation term(s) {needs_labels} need integer labels, but the dataset "
+            "yields no labels. Yield (inputs, labels) pairs, or use terms that need "
+            "no labels.")
+    if labels is None and supervised:
+        raise ValueError(
+            "compile() was given a supervised loss but the dataset yields no "
+            "labels. Yield (inputs, labels) pairs, or compile without `loss=` to "
+            "distil on unlabeled data.")
+    if labels is not None and needs_labels and len(labels.shape) == 2 and \
+            labels.shape[-1] not in (1, None):
+        raise ValueError(
+            f"Labels have shape {tuple(labels.shape)} (one-hot or soft labels), but term(s) "
+            f"{needs_labels} need integer class labels of shape (batch,). Convert with "
+            "`np.argmax(labels, axis=-1)`, or keep soft labels only for the supervised "
+            "loss and use terms that read no labels.")
+    for name in terms.names:
+        missing = set(terms.side_inputs(name)) - set(side_inputs)
+        if missing and training:  # at evaluation such terms are skipped
+            wanted = ", ".join(repr(m) + ": ..." for m in sorted(missing))
+            raise ValueError(
+                f"Term {name!r} reads side input(s) {sorted(missing)} that the batch "
+                f"does not carry (it has {sorted(side_inputs) or 'none'}). Yield batches as "
+                f"({{'inputs': x, {wanted}}}, y).")
+
+
+def check_step_inputs(inputs, labels, networks, num_classes=None, assert_labels=True):
+    """Input shapes (at trace time) and, in the graph, the labels' range.
+
+    Args:
+        inputs: The batch's model inputs.
+        labels: The batch's `y`, or None.
+        networks: Dict role -> `keras.Model` that runs on `inputs`.
+        num_classes: The classes the networks predict, when the loss reads the
+            labels (None: the labels' range is not checked).
+        assert_labels: False under XLA, which drops assert ops.
+
+    Returns:
+        `labels`, made to depend on the range check (so no loss reads them first).
+    """
+    for role, model in networks.items():
+        check_inputs_fit(inputs, model, role)
+    if labels is not None and assert_labels and labels_rank_is_sparse(labels) and \
+            (num_classes or 0) > 1:
+        flat = tf.squeeze(labels, axis=-1) if len(labels.shape) == 2 else labels
+        with tf.control_dependencies(assert_labels_in_range(flat, num_classes)):
+            labels = tf.identity(labels)
+    return labels
+
+
+def check_cached_teacher_outputs(cached, needed):
+    """Refuses cached teacher outputs that lack a tap the terms read.
+
+    Args:
+        cached: Dict tap -> tensor the batch carries.
+        needed: Set of the taps the terms read on the batch (with `"logits"`).
+
+    Raises:
+        ValueError: naming the missing taps and the fix.
+    """
+    missing = set(needed) - set(cached)
+    if missing:
+        raise ValueError(
+            f"The batch carries cached teacher outputs {sorted(cached)} but the terms "
+            f"also read {sorted(missing)}. Cache those taps too "
+            "(TeacherCache.compute(..., taps=...)) or train with the live teacher.")
 
 
 def assert_labels_in_range(labels, num_classes):
@@ -273,9 +395,13 @@ __all__ = [
     "RequireTrainingBatches",
     "TrackedOptions",
     "assert_labels_in_range",
+    "check_batch",
+    "check_cached_teacher_outputs",
+    "check_compatible",
     "check_inputs_fit",
     "check_not_empty",
     "check_output_kind",
+    "check_step_inputs",
     "labels_rank_is_sparse",
     "output_activation",
     "probabilities_to_logits",

@@ -8,9 +8,9 @@ import keras
 import tensorflow as tf
 from keras import ops
 
-from keras_distill import features
-from keras_distill.distiller import Distiller, _scale, _unscale
+from keras_distill import checks, features
 from keras_distill.losses.dml import DML
+from keras_distill.terms import WeightedTerms, integer_labels, scale, split_inputs, unscale
 
 ENSEMBLE = "ensemble"
 
@@ -92,10 +92,6 @@ class Cohort(keras.Model):
         Zhang, Xiang, Hospedales, Lu. "Deep Mutual Learning". CVPR 2018.
     """
 
-    # Shared with the Distiller: weights as variables or schedules, and their value.
-    _as_weight = Distiller._as_weight
-    _weight_value = Distiller._weight_value
-
     def __init__(self, members, distillation_losses=None, distillation_loss_weights=None,
                  student_loss_weight=1.0, prediction=0, name="cohort", **kwargs):
         super().__init__(name=name, **kwargs)
@@ -120,27 +116,23 @@ class Cohort(keras.Model):
         self.members = list(members)
         self.prediction = prediction
 
-        names, terms = Distiller._normalise_terms(
-            [DML()] if distillation_losses is None else distillation_losses)
-        for term_name, term in zip(names, terms):
-            if term.input_view is not None:
+        self.weighted_terms = WeightedTerms(
+            [DML()] if distillation_losses is None else distillation_losses,
+            distillation_loss_weights, student_loss_weight)
+        for term_name, view in self.weighted_terms.view_names.items():
+            if view is not None:
                 raise ValueError(
                     f"Term {term_name!r} has an input_view; the Cohort computes terms on the "
                     "batch only. Use it in a Distiller, or drop its input_view.")
-        self.term_names, self.terms = names, terms
-        self._weight_variables = []
-        self.loss_weights_by_name = {
-            n: self._as_weight(w, f"{n}_weight")
-            for n, w in zip(names, Distiller._normalise_weights(distillation_loss_weights, names))}
-        self.student_loss_weight = self._as_weight(student_loss_weight, "student_loss_weight")
+        self._weight_variables = self.weighted_terms.variables  # tracked: saved, checkpointed
 
-        taps = [t for term in terms for t in term.teacher_taps + term.student_taps]
+        taps = [t for term in self.terms for t in term.teacher_taps + term.student_taps]
         roles = [f"cohort member {i}" for i in range(len(members))]
         self._extractors = [features.build_extractor(m, taps, r) for m, r in zip(members, roles)]
-        shapes = [Distiller._shapes(m, taps, r) for m, r in zip(members, roles)]
+        shapes = [features.shapes(m, taps, r) for m, r in zip(members, roles)]
         self._check_compatible(shapes)
         self.adapters, self.term_state_variables = [], []
-        for term in terms:
+        for term in self.terms:
             if not term.built:
                 term.build(shapes[1], shapes[0])
             self.adapters.extend(term.adapters)
@@ -152,7 +144,8 @@ class Cohort(keras.Model):
         for i in range(len(members)):
             self.member_trackers.append(keras.metrics.Mean(name=f"member{i}_loss"))
             self.student_loss_trackers.append(keras.metrics.Mean(name=f"member{i}_student_loss"))
-            self.term_trackers.append([keras.metrics.Mean(name=f"member{i}_{n}") for n in names])
+            self.term_trackers.append(
+                [keras.metrics.Mean(name=f"member{i}_{n}") for n in self.term_names])
             self.accuracy_trackers.append(
                 keras.metrics.MeanMetricWrapper(_accuracy, name=f"member{i}_accuracy"))
         self.built = True
@@ -183,12 +176,37 @@ class Cohort(keras.Model):
         """The member `call()` returns (member 0 when `prediction="ensemble"`)."""
         return self.members[0 if self.prediction == ENSEMBLE else self.prediction]
 
-    get_term = Distiller.get_term
-    loss_weight = Distiller.loss_weight
+    @property
+    def term_names(self):
+        """The terms' unique names, in order."""
+        return self.weighted_terms.names
+
+    @property
+    def terms(self):
+        """The `DistillationLoss` terms, in the order of `term_names`."""
+        return self.weighted_terms.terms
+
+    @property
+    def loss_weights_by_name(self):
+        """Dict term name -> weight (`keras.Variable` or schedule)."""
+        return self.weighted_terms.weights
+
+    @property
+    def student_loss_weight(self):
+        """Each member's supervised loss weight (`keras.Variable` or schedule)."""
+        return self.weighted_terms.student_loss_weight
+
+    def get_term(self, name):
+        """The term registered under `name`."""
+        return self.weighted_terms.get(name)
+
+    def loss_weight(self, name):
+        """The weight (variable or schedule) of term `name`."""
+        return self.weighted_terms.weight(name)
 
     # ------------------------------------------------------------------ call
     def call(self, inputs, training=False):
-        inputs, _ = Distiller._split_inputs(inputs)
+        inputs, _ = split_inputs(inputs)
         if self.prediction == ENSEMBLE:
             return self._ensemble([m(inputs, training=training) for m in self.members])
         return self.members[self.prediction](inputs, training=training)
@@ -215,13 +233,13 @@ class Cohort(keras.Model):
         Returns:
             A list of N scalars (Keras-scaled under a distribution strategy).
         """
-        inputs, side = Distiller._split_inputs(x)
+        inputs, side = split_inputs(x)
         outputs = [extract(inputs, training=training) for extract in self._extractors]
         return self._compute_losses(outputs, y, sample_weight, side, training)[0]
 
     def _compute_losses(self, outputs, y, sample_weight, side, training):
         """Returns (member totals, supervised per member, {term: per member})."""
-        labels = Distiller._integer_labels(y)
+        labels = integer_labels(y)
         frozen = [{k: tf.stop_gradient(v) for k, v in o.items()} for o in outputs]
         peers = len(outputs) - 1
         totals, supervised, values = [], [], {n: [] for n in self.term_names}
@@ -229,21 +247,21 @@ class Cohort(keras.Model):
             total = ops.zeros((), "float32")
             if self._compile_loss is not None and y is not None:
                 sup = ops.cast(self._compile_loss(y, own["logits"], sample_weight), "float32")
-                total = total + self._weight_value(self.student_loss_weight) * sup
+                total = total + self.weighted_terms.student_value(self.optimizer) * sup
                 supervised.append(sup)
-            for name, term in zip(self.term_names, self.terms):
+            for name, term in self.weighted_terms.items():
                 y_true = labels if term.requires_labels else 0.0
-                term.training = training
+                term.training = training  # until DistillationLoss.call reads y_pred["training"]
                 value = ops.zeros((), "float32")
                 for j, peer in enumerate(frozen):
                     if j != i:
                         value = value + term(y_true, {
                             "teacher": peer, "student": own,
-                            "side_inputs": {k: side[k] for k in term.side_inputs}},
-                            sample_weight=sample_weight)
+                            "side_inputs": {k: side[k] for k in term.side_inputs},
+                            "training": training}, sample_weight=sample_weight)
                 value = value / peers
                 values[name].append(value)
-                total = total + self._weight_value(self.loss_weights_by_name[name]) * value
+                total = total + self.weighted_terms.value(name, self.optimizer) * value
             totals.append(total)
         return totals, supervised, values
 
@@ -251,30 +269,15 @@ class Cohort(keras.Model):
         total = ops.sum(ops.stack(totals))
         regularization = [ops.cast(ops.sum(loss), "float32") for loss in self.losses]
         if regularization:
-            total = total + _scale(ops.sum(ops.stack(regularization)))
+            total = total + scale(ops.sum(ops.stack(regularization)))
         return total
-
-    def _check_batch(self, y, side):
-        if y is None and self._compile_loss is not None:
-            raise ValueError(
-                "compile() was given a supervised loss but the dataset yields no labels. "
-                "Yield (inputs, labels) pairs, or compile without `loss=`.")
-        needs_labels = [n for n, t in zip(self.term_names, self.terms) if t.requires_labels]
-        if y is None and needs_labels:
-            raise ValueError(f"Term(s) {needs_labels} need integer labels, but the dataset "
-                             "yields none. Yield (inputs, labels) pairs.")
-        for name, term in zip(self.term_names, self.terms):
-            missing = set(term.side_inputs) - set(side)
-            if missing:
-                raise ValueError(
-                    f"Term {name!r} reads side input(s) {sorted(missing)} that the batch "
-                    f"does not carry (it has {sorted(side) or 'none'}).")
 
     # ------------------------------------------------------------ train/test
     def _step(self, data, training):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        inputs, side = Distiller._split_inputs(x)
-        self._check_batch(y, side)
+        inputs, side = split_inputs(x)
+        checks.check_batch(self.weighted_terms, y, side, training=True,  # no term is skipped
+                           supervised=self._compile_loss is not None)
         with tf.GradientTape() if training else contextlib.nullcontext() as tape:
             outputs = [extract(inputs, training=training) for extract in self._extractors]
             totals, supervised, values = self._compute_losses(
@@ -297,14 +300,14 @@ class Cohort(keras.Model):
 
     def _update_metrics(self, y, sample_weight, outputs, total, totals, supervised, values):
         batch_size = tf.shape(outputs[0]["logits"])[0]
-        self._loss_tracker.update_state(_unscale(total), sample_weight=batch_size)
+        self._loss_tracker.update_state(unscale(total), sample_weight=batch_size)
         for i, output in enumerate(outputs):
-            self.member_trackers[i].update_state(_unscale(totals[i]), sample_weight=batch_size)
+            self.member_trackers[i].update_state(unscale(totals[i]), sample_weight=batch_size)
             if supervised:
                 self.student_loss_trackers[i].update_state(
-                    _unscale(supervised[i]), sample_weight=batch_size)
+                    unscale(supervised[i]), sample_weight=batch_size)
             for name, tracker in zip(self.term_names, self.term_trackers[i]):
-                tracker.update_state(_unscale(values[name][i]), sample_weight=batch_size)
+                tracker.update_state(unscale(values[name][i]), sample_weight=batch_size)
             if y is not None:
                 self.accuracy_trackers[i].update_state(y, output["logits"], sample_weight)
         if self._compile_metrics is not None and y is not None:
@@ -312,16 +315,14 @@ class Cohort(keras.Model):
         return self.get_metrics_result()
 
     # --------------------------------------------------------- serialization
-    _terms_config = Distiller._terms_config
-
     def get_config(self):
         return {
             "name": self.name,
             "members": [keras.saving.serialize_keras_object(m) for m in self.members],
-            **self._terms_config(),
+            **self.weighted_terms.get_config(),
             "prediction": self.prediction,
         }
 
     @classmethod
     def from_config(cls, config):
-        return cls(**Distiller._deserialize_weights(config))
+        return cls(**WeightedTerms.deserialize_weights(config))

@@ -138,6 +138,13 @@ def _single_output(outputs, role):
     return outputs
 
 
+def shapes(model, taps, role="model"):
+    """`output_shapes` of a graph model; `{"logits": None}` (unknown) for a subclassed one."""
+    if is_graph_model(model):
+        return output_shapes(model, taps, role)
+    return {"logits": None}
+
+
 def output_shapes(model, taps, role="model"):
     """Shapes `{name: shape}` of the logits and taps, without running the model."""
     if not is_graph_model(model):

@@ -8,9 +8,18 @@ import keras
 import tensorflow as tf
 from keras import ops
 
-from keras_distill.cohort import Cohort, _accuracy, minimize
-from keras_distill.distiller import Distiller, _scale, _unscale
+from keras_distill.cohort import _accuracy, minimize
 from keras_distill.losses.kd import KD
+from keras_distill.terms import (
+    WeightedTerms,
+    as_weight,
+    scale,
+    split_inputs,
+    unscale,
+    weight_config,
+    weight_from_config,
+    weight_value,
+)
 
 
 @keras.saving.register_keras_serializable(package="keras_distill")
@@ -69,9 +78,6 @@ class NativeEnsemble(keras.Model):
         Ensemble". NeurIPS 2018.
     """
 
-    _as_weight = Distiller._as_weight
-    _weight_value = Distiller._weight_value
-
     def __init__(self, student, split, branches=3, distillation_loss=None,
                  distillation_loss_weight=1.0, student_loss_weight=1.0,
                  ensemble_loss_weight=1.0, name="native_ensemble", **kwargs):
@@ -101,10 +107,13 @@ class NativeEnsemble(keras.Model):
         gates = keras.layers.Softmax(name="gate_softmax")(keras.layers.ReLU()(scores))
         self.gate = keras.Model(gate_input, gates, name=f"{student.name}_gate")
 
-        self.term = distillation_loss if distillation_loss is not None else KD(
-            temperature=3.0, name="one")
-        if isinstance(self.term, dict):
-            self.term = keras.saving.deserialize_keras_object(self.term)
+        if distillation_loss is None:
+            distillation_loss = KD(temperature=3.0, name="one")
+        if isinstance(distillation_loss, dict):  # named by its own name, as before a round trip
+            distillation_loss = keras.saving.deserialize_keras_object(distillation_loss)
+        self.weighted_terms = WeightedTerms({distillation_loss.name: distillation_loss},
+                                            [distillation_loss_weight], student_loss_weight)
+        (self.term,) = self.weighted_terms.terms
         if set(self.term.teacher_taps + self.term.student_taps) - {"logits"}:
             raise ValueError(f"ONE distils logits; term {self.term.name!r} reads taps "
                              f"{self.term.teacher_taps + self.term.student_taps}.")
@@ -114,11 +123,9 @@ class NativeEnsemble(keras.Model):
         if not self.term.built:
             classes = tuple(head.output.shape)
             self.term.build({"logits": classes}, {"logits": classes})
-        self._weight_variables = []
-        self.distillation_loss_weight = self._as_weight(distillation_loss_weight,
-                                                        f"{self.term.name}_weight")
-        self.student_loss_weight = self._as_weight(student_loss_weight, "student_loss_weight")
-        self.ensemble_loss_weight = self._as_weight(ensemble_loss_weight, "ensemble_loss_weight")
+        self.ensemble_loss_weight = as_weight(ensemble_loss_weight, "ensemble_loss_weight")
+        self._weight_variables = self.weighted_terms.variables + [  # tracked: checkpointed
+            w for w in [self.ensemble_loss_weight] if isinstance(w, keras.Variable)]
         self.student_loss_tracker = keras.metrics.Mean(name="student_loss")
         self.ensemble_loss_tracker = keras.metrics.Mean(name="ensemble_loss")
         self.term_tracker = keras.metrics.Mean(name=self.term.name)
@@ -154,8 +161,18 @@ class NativeEnsemble(keras.Model):
         """The deployed model: trunk + branch 0, i.e. the student given."""
         return self.student_model
 
+    @property
+    def distillation_loss_weight(self):
+        """`w_kd`, the term's weight (`keras.Variable` or schedule)."""
+        return self.weighted_terms.weight(self.weighted_terms.names[0])
+
+    @property
+    def student_loss_weight(self):
+        """`w_ce`, each branch's supervised weight (`keras.Variable` or schedule)."""
+        return self.weighted_terms.student_loss_weight
+
     def call(self, inputs, training=False):
-        inputs, _ = Distiller._split_inputs(inputs)
+        inputs, _ = split_inputs(inputs)
         return self.student_model(inputs, training=training)
 
     def branch_outputs(self, inputs, training=False):
@@ -169,26 +186,27 @@ class NativeEnsemble(keras.Model):
     # ------------------------------------------------------------ train/test
     def _compute_losses(self, logits, ensemble, y, sample_weight, training):
         target = {"logits": tf.stop_gradient(ensemble)}
-        self.term.training = training
-        term = ops.sum(ops.stack([self.term(0.0, {"teacher": target, "student": {"logits": z},
-                                                  "side_inputs": {}},
-                                            sample_weight=sample_weight) for z in logits]))
+        self.term.training = training  # until DistillationLoss.call reads y_pred["training"]
+        term = ops.sum(ops.stack([
+            self.term(0.0, {"teacher": target, "student": {"logits": z}, "side_inputs": {},
+                            "training": training}, sample_weight=sample_weight)
+            for z in logits]))
         supervised = ensemble_loss = ops.zeros((), "float32")
         if self._compile_loss is not None and y is not None:
             supervised = ops.sum(ops.stack([ops.cast(self._compile_loss(y, z, sample_weight),
                                                      "float32") for z in logits]))
             ensemble_loss = ops.cast(self._compile_loss(y, ensemble, sample_weight), "float32")
-        total = (self._weight_value(self.student_loss_weight) * supervised
-                 + self._weight_value(self.ensemble_loss_weight) * ensemble_loss
-                 + self._weight_value(self.distillation_loss_weight) * term)
+        total = (self.weighted_terms.student_value(self.optimizer) * supervised
+                 + weight_value(self.ensemble_loss_weight, self.optimizer) * ensemble_loss
+                 + weight_value(self.distillation_loss_weight, self.optimizer) * term)
         regularization = [ops.cast(ops.sum(loss), "float32") for loss in self.losses]
         if regularization:
-            total = total + _scale(ops.sum(ops.stack(regularization)))
+            total = total + scale(ops.sum(ops.stack(regularization)))
         return total, supervised, ensemble_loss, term
 
     def _step(self, data, training):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        inputs, _ = Distiller._split_inputs(x)
+        inputs, _ = split_inputs(x)
         if y is None and self._compile_loss is not None:
             raise ValueError("compile() was given a supervised loss but the dataset yields no "
                              "labels. Yield (inputs, labels) pairs.")
@@ -200,10 +218,10 @@ class NativeEnsemble(keras.Model):
         if training:
             minimize(self, tape, scaled)
         batch_size = tf.shape(logits[0])[0]
-        self._loss_tracker.update_state(_unscale(total), sample_weight=batch_size)
-        self.student_loss_tracker.update_state(_unscale(supervised), sample_weight=batch_size)
-        self.ensemble_loss_tracker.update_state(_unscale(ensemble_loss), sample_weight=batch_size)
-        self.term_tracker.update_state(_unscale(term), sample_weight=batch_size)
+        self._loss_tracker.update_state(unscale(total), sample_weight=batch_size)
+        self.student_loss_tracker.update_state(unscale(supervised), sample_weight=batch_size)
+        self.ensemble_loss_tracker.update_state(unscale(ensemble_loss), sample_weight=batch_size)
+        self.term_tracker.update_state(unscale(term), sample_weight=batch_size)
         if y is not None:
             for tracker, z in zip(self.branch_accuracy, logits):
                 tracker.update_state(y, z, sample_weight)
@@ -212,14 +230,19 @@ class NativeEnsemble(keras.Model):
                 self._compile_metrics.update_state(y, logits[0], sample_weight)
         return self.get_metrics_result()
 
-    # The same dispatch to `_step` as the Cohort's.
-    train_step = Cohort.train_step
-    test_step = Cohort.test_step
-    predict_step = Cohort.predict_step
+    def train_step(self, data):
+        return self._step(data, training=True)
+
+    def test_step(self, data):
+        return self._step(data, training=False)
+
+    def predict_step(self, data):
+        x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
+        return self(x, training=False)
 
     # --------------------------------------------------------- serialization
     def get_config(self):
-        weight = Distiller._weight_config
+        weight = weight_config
         return {
             "name": self.name,
             "student": keras.saving.serialize_keras_object(self.student_model),
@@ -234,5 +257,5 @@ class NativeEnsemble(keras.Model):
     def from_config(cls, config):
         config = dict(config)
         for key in ("distillation_loss_weight", "student_loss_weight", "ensemble_loss_weight"):
-            config[key] = Distiller._weight_from_config(config[key])
+            config[key] = weight_from_config(config[key])
         return cls(**config)
