@@ -87,7 +87,8 @@ def check_output_kind(model, role, kind="logits"):
         else:
             fix = ("Build the student without its final softmax (activation=None, or "
                    "classifier_activation=None for keras.applications models) and apply the "
-                   "softmax at inference, e.g. keras.Sequential([student, keras.layers.Softmax()]).")
+                   "softmax at inference, e.g. "
+                   "keras.Sequential([student, keras.layers.Softmax()]).")
         raise ValueError(
             f"The {role} {model.name!r} ends in a softmax (layer {layer!r}): it outputs "
             "probabilities, but distillation terms and the supervised loss "

@@ -7,10 +7,14 @@ task index; `is_chief()` / `worker_dir()` keep non-chief workers from
 writing over the chief's files. See docs/scale.md.
 """
 
+from __future__ import annotations
+
 import json
 import os
 
 import tensorflow as tf
+
+from keras_distill import multi_worker
 
 STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
 
@@ -24,8 +28,9 @@ def get_strategy(name="default", devices=None, tpu_address=None, communication=N
     Args:
         name: `"default"` (one device), `"mirrored"` (the given `devices`,
             else all local GPUs, else all logical CPU devices when the CPU was
-            split into several with `tf.config.set_logical_device_configuration`), `"multi_worker"` (`MultiWorkerMirroredStrategy`
-            configured by the `TF_CONFIG` environment variable), or `"tpu"`.
+            split into several with `tf.config.set_logical_device_configuration`),
+            `"multi_worker"` (`MultiWorkerMirroredStrategy` configured by the
+            `TF_CONFIG` environment variable), or `"tpu"`.
         devices: Optional device list for `"mirrored"`.
         tpu_address: TPU name or address for `"tpu"` (empty: the local TPU).
         communication: For `"multi_worker"`: `"auto"` (default), `"ring"`
@@ -34,7 +39,9 @@ def get_strategy(name="default", devices=None, tpu_address=None, communication=N
     Returns:
         The strategy. For `"multi_worker"` it also installs the Keras fixes
         of `keras_distill.multi_worker` (stock Keras 3.15 `fit()` fails with
-        several workers without them).
+        several workers without them); this and an explicit
+        `keras_distill.multi_worker.enable()` are the only ways they are
+        installed (building a model never does).
 
     Raises:
         ValueError: for an unknown name, or `"multi_worker"` without (or with a
@@ -58,8 +65,6 @@ def get_strategy(name="default", devices=None, tpu_address=None, communication=N
                 devices = [cpu.name for cpu in cpus]
         return tf.distribute.MirroredStrategy(devices=devices)
     if name == "multi_worker":
-        from keras_distill import multi_worker
-
         cluster = tf_config()
         if cluster is None:
             raise ValueError(
@@ -123,8 +128,6 @@ def is_chief(strategy=None):
     That is every single-process run, the `chief` task when the cluster has
     one, else worker 0 (the MultiWorkerMirroredStrategy convention).
     """
-    from keras_distill import multi_worker
-
     if strategy is not None and not multi_worker.is_multi_worker(strategy):
         return True
     config = tf_config()

@@ -19,11 +19,13 @@ Stock Keras 3.15.1 `Model.fit()` fails with 2 or more workers (measured on
 `enable()` wraps those two Keras functions. The wrappers change nothing
 unless the model's strategy is a `MultiWorkerMirroredStrategy` running with
 more than one worker, where stock Keras fails anyway: every other strategy
-goes straight to Keras's own code. `keras_distill.distribute.get_strategy`
-calls `enable()` for `"multi_worker"`, and a `Distiller` built inside a
-multi-worker strategy's scope calls it too; call it yourself to `fit` other
-models under a strategy you built by hand. It is idempotent, and
-`disable()` restores Keras.
+goes straight to Keras's own code. Only two things install them:
+`keras_distill.distribute.get_strategy("multi_worker")`, and a call to
+`enable()` yourself (e.g. under a strategy you built by hand); building a
+model (a `Distiller`, ...) never patches Keras. `enable()` is idempotent, and
+`disable()` restores Keras. `tests/test_distribute.py` checks that stock
+Keras still fails without them: when that test fails, Keras has fixed the
+bug and this module can go.
 
 Logged values are each worker's local metric values averaged over workers
 (the per-step logs), and the epoch logs read the metrics' variables, which

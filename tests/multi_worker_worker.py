@@ -81,13 +81,11 @@ def distil(strategy):
 
 
 def main(output):
-    import tensorflow as tf
+    from keras_distill import distribute
 
-    # Built by hand (not keras_distill.distribute.get_strategy, which also installs the
-    # multi-worker fixes): the Distiller must install them itself.
-    strategy = tf.distribute.MultiWorkerMirroredStrategy(
-        communication_options=tf.distribute.experimental.CommunicationOptions(
-            implementation=tf.distribute.experimental.CommunicationImplementation.RING))
+    # get_strategy("multi_worker") installs the multi-worker fixes (keras_distill.multi_worker);
+    # building a Distiller does not.
+    strategy = distribute.get_strategy("multi_worker", communication="ring")
     result = distil(strategy)
     arrays = {f"weight_{i}": w for i, w in enumerate(result["weights"])}
     np.savez(output, replicas=strategy.num_replicas_in_sync, iterations=result["iterations"],

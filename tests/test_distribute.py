@@ -16,6 +16,11 @@ from keras_distill import distribute, multi_worker
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WORKER = os.path.join(REPO, "tests", "multi_worker_worker.py")
+STOCK_KERAS_WORKER = os.path.join(REPO, "tests", "multi_worker_stock_keras.py")
+# How stock Keras 3.15.1 fit() fails with 2 workers (see keras_distill/multi_worker.py):
+# building from `strategy.reduce` of a structure, then reducing scalar logs along axis 0.
+KERAS_MULTI_WORKER_BUG = ("Attempt to convert a value (PerReplica",
+                          "Invalid reduction dimension 0 for input with 0 dimensions")
 
 
 def _worker_module():
@@ -101,7 +106,93 @@ def test_multi_worker_fixes_are_inert_outside_multi_worker():
             multi_worker.enable()
 
 
+def test_building_a_distiller_never_installs_the_multi_worker_fixes(monkeypatch):
+    """Only get_strategy("multi_worker") or an explicit enable() patch Keras."""
+    from keras_distill import Distiller
+    from keras_distill.losses import KD
+    from keras_distill.testing import conv_net
+
+    was_enabled = multi_worker.is_enabled()
+    multi_worker.disable()
+    try:
+        monkeypatch.setattr(multi_worker, "is_multi_worker", lambda strategy=None: True)
+        Distiller(conv_net("t", 4), conv_net("s", 4), [KD(4.0)])
+        assert not multi_worker.is_enabled()
+    finally:
+        if was_enabled:
+            multi_worker.enable()
+
+
+def test_get_strategy_multi_worker_installs_the_fixes(monkeypatch):
+    """get_strategy("multi_worker") builds the strategy from TF_CONFIG and enables the fixes
+    (the strategy class is replaced here: a real one cannot be made after TF has started)."""
+    made = []
+
+    class FakeStrategy:
+        def __init__(self, communication_options=None):
+            made.append(communication_options)
+
+    was_enabled = multi_worker.is_enabled()
+    multi_worker.disable()
+    try:
+        monkeypatch.setenv("TF_CONFIG", _tf_config(0, [1, 2]))
+        monkeypatch.setattr(tf.distribute, "MultiWorkerMirroredStrategy", FakeStrategy)
+        strategy = distribute.get_strategy("multi_worker", communication="ring")
+        assert isinstance(strategy, FakeStrategy) and len(made) == 1
+        assert multi_worker.is_enabled()
+    finally:
+        multi_worker.disable()
+        if was_enabled:
+            multi_worker.enable()
+
+
 # ------------------------------------------------------------ 2 workers
+def _run_workers(script, outputs, tmp_path, timeout=120):
+    """Runs `script OUTPUT` as 2 workers of one cluster on 127.0.0.1; returns their logs."""
+    ports = _free_ports(2)
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=REPO)
+    logs = [open(tmp_path / f"{os.path.basename(output)}.log", "w+") for output in outputs]
+    workers = [subprocess.Popen([sys.executable, script, outputs[i]], cwd=REPO,
+                                env=dict(env, TF_CONFIG=_tf_config(i, ports)),
+                                stdout=logs[i], stderr=subprocess.STDOUT)
+               for i in range(2)]
+    try:
+        deadline = time.time() + timeout
+        while any(w.poll() is None for w in workers) and time.time() < deadline:
+            time.sleep(0.5)
+    finally:
+        for worker in workers:
+            if worker.poll() is None:
+                worker.kill()
+            worker.wait()
+    text = []
+    for log in logs:
+        log.seek(0)
+        text.append(log.read())
+        log.close()
+    return text
+
+
+def test_stock_keras_fit_still_fails_with_two_workers(tmp_path):
+    """Stock Keras fit() of a plain Sequential model under a 2-worker
+    MultiWorkerMirroredStrategy on 127.0.0.1, WITHOUT keras_distill.multi_worker,
+    still fails the way multi_worker.py documents (20-30 s here). Once Keras fixes it this
+    test fails: then the shim (and this test) can go."""
+    outputs = [str(tmp_path / f"stock-{i}.json") for i in range(2)]
+    logs = _run_workers(STOCK_KERAS_WORKER, outputs, tmp_path)
+    for i, output in enumerate(outputs):
+        assert os.path.exists(output), f"worker {i} wrote no result:\n{logs[i][-3000:]}"
+        with open(output) as file:
+            result = json.load(file)
+        assert not result["shim_enabled"] and result["replicas"] == 2
+        assert result["outcome"] == "failed", (
+            "Keras fixed the multi-worker fit bug: remove keras_distill.multi_worker "
+            f"(worker {i} trained with stock Keras: {result}).")
+        assert any(bug in result["message"] for bug in KERAS_MULTI_WORKER_BUG), (
+            "Keras fixed the multi-worker fit bug: remove keras_distill.multi_worker, or "
+            f"check that it still applies: worker {i} now fails another way: {result}.")
+
+
 def test_two_workers_match_each_other_and_one_process(tmp_path):
     """2 worker processes on 127.0.0.1 (free ports, TF_CONFIG) distil a tiny teacher /
     student (same seeds; KD + a feature term; SGD momentum) for 3 global batches of 8

@@ -26,13 +26,7 @@ the single-replica gradient.
 import tensorflow as tf
 from keras import ops
 
-
-def _replica_context():
-    """The replica context when there is more than one replica, else None."""
-    context = tf.distribute.get_replica_context()
-    if context is None or context.num_replicas_in_sync == 1:
-        return None
-    return context
+from keras_distill.ops import replica_context
 
 
 def gather_batch(*tensors):
@@ -53,7 +47,7 @@ def gather_batch(*tensors):
     Returns:
         A tuple of the gathered tensors (one element if one tensor given).
     """
-    context = _replica_context()
+    context = replica_context()
     if context is None:
         return tuple(tensors)
     return tuple(context.all_gather(tensors, axis=0))
@@ -61,7 +55,7 @@ def gather_batch(*tensors):
 
 def replica_sum(value):
     """Sums a (non-differentiated) tensor over replicas; identity with one."""
-    context = _replica_context()
+    context = replica_context()
     value = tf.stop_gradient(value)
     if context is None:
         return value
@@ -79,9 +73,3 @@ def broadcast_batch_loss(batch_loss, like):
         `(local_batch,)` tensor, every entry `batch_loss`.
     """
     return ops.broadcast_to(ops.reshape(batch_loss, ()), (ops.shape(like)[0],))
-
-
-def flatten_batch(features):
-    """`(batch, ...)` -> `(batch, prod(...))` in float32."""
-    features = ops.cast(features, "float32")
-    return ops.reshape(features, (ops.shape(features)[0], -1))

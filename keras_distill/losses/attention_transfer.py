@@ -4,62 +4,7 @@ import keras
 from keras import ops
 
 from keras_distill.losses.base import DistillationLoss
-
-
-def pool_factors(shape_a, shape_b, what):
-    """Integer average-pooling factors that bring two maps to the smaller size.
-
-    The references (RepDistiller, mdistiller) `adaptive_avg_pool2d` the larger
-    map to the smaller one; with integer ratios this is plain average pooling.
-
-    Args:
-        shape_a, shape_b: `(batch, H, W, C)` shapes.
-        what: Description of the pair, for the error message.
-
-    Returns:
-        `((fh_a, fw_a), (fh_b, fw_b))`, `(1, 1)` for the smaller map.
-
-    Raises:
-        ValueError: When a ratio is not an integer or the maps are not 4-D.
-    """
-    if len(shape_a) != 4 or len(shape_b) != 4:
-        raise ValueError(
-            f"{what}: expected 4-D feature maps (batch, H, W, C), got shapes "
-            f"{tuple(shape_a)} and {tuple(shape_b)}. Tap convolutional stages.")
-    factors_a, factors_b = [], []
-    for size_a, size_b in zip(shape_a[1:3], shape_b[1:3]):
-        if size_a is None or size_b is None:
-            if size_a is not None or size_b is not None:
-                raise ValueError(
-                    f"{what}: spatial sizes {tuple(shape_a[1:3])} and {tuple(shape_b[1:3])} "
-                    "are partly unknown; give the models a fixed input size.")
-            factors_a.append(1)  # both unknown: assumed equal (same input, same strides)
-            factors_b.append(1)
-            continue
-        big, small = max(size_a, size_b), min(size_a, size_b)
-        if big % small:
-            raise ValueError(
-                f"{what}: spatial sizes {tuple(shape_a[1:3])} and {tuple(shape_b[1:3])} are "
-                "not integer multiples of each other, so the larger map cannot be "
-                "average-pooled onto the smaller. Tap stages of equal (or 2x, 4x, ...) size.")
-        factors_a.append(size_a // small)
-        factors_b.append(size_b // small)
-    return tuple(factors_a), tuple(factors_b)
-
-
-def average_pool(feature, factors):
-    """Average-pools `(batch, H, W, C)` by integer `(fh, fw)`; identity for `(1, 1)`."""
-    if tuple(factors) == (1, 1):
-        return feature
-    return ops.average_pool(feature, pool_size=factors, strides=factors, padding="valid")
-
-
-def attention_map(feature, p=2.0):
-    """`normalize(mean_c |F|^p)` flattened over space: `(batch, H * W)`, unit L2 norm."""
-    attention = ops.mean(ops.power(ops.abs(feature), p), axis=-1)
-    attention = ops.reshape(attention, (ops.shape(attention)[0], -1))
-    norm = ops.sqrt(ops.sum(ops.square(attention), axis=-1, keepdims=True))
-    return attention / ops.maximum(norm, 1e-12)  # torch.nn.functional.normalize
+from keras_distill.ops import attention_map, average_pool, pool_factors
 
 
 @keras.saving.register_keras_serializable(package="keras_distill")
@@ -112,8 +57,8 @@ class AT(DistillationLoss):
                 f"{student_taps}.")
         if not p > 0:
             raise ValueError(f"AT p must be > 0, got {p!r}. The paper uses p = 2.")
-        super().__init__(teacher_taps=teacher_taps, student_taps=student_taps, name=name,
-                         **kwargs)
+        super().__init__(name=name, **kwargs)
+        self.teacher_taps, self.student_taps = tuple(teacher_taps), tuple(student_taps)
         self.p = float(p)
         self.factors = None
 
@@ -124,7 +69,7 @@ class AT(DistillationLoss):
             for t, s in zip(self.teacher_taps, self.student_taps)]
         self.built = True
 
-    def compute(self, teacher, student, labels, side_inputs):
+    def compute(self, teacher, student, labels, side_inputs, training=False):
         total = 0.0
         for index, (t_tap, s_tap) in enumerate(zip(self.teacher_taps, self.student_taps)):
             f_t, f_s = ops.cast(teacher[t_tap], "float32"), ops.cast(student[s_tap], "float32")

@@ -1,60 +1,97 @@
 """The plug-in contract every distillation method follows.
 
-A method is a `keras.losses.Loss` subclass. It declares, at construction,
-what it needs from the two networks and from the batch:
+A method is a `keras.losses.Loss` subclass. It declares what it needs by
+overriding class attributes (or properties, when the need depends on the
+constructor's arguments):
 
 * `teacher_taps` / `student_taps`: names of layers whose outputs it reads
   (the logits are always available under the key `"logits"`);
 * `requires_labels`: whether it reads the integer labels;
 * `side_inputs`: extra keys it reads from a dict-shaped batch
   (e.g. `"index"` for CRD's memory bank);
-* `input_view`: optionally, a `keras_distill.views.InputView` that builds
-  the inputs this term is computed on (KD+'s mixup batch); `None` means
-  the batch itself.
 
-The `Distiller` asks once, when it is built, then calls the term through
+and it takes, as a constructor argument, `input_view`: optionally a
+`keras_distill.views.InputView` that builds the inputs this term is computed
+on (KD+'s mixup batch); `None` means the batch itself.
+
+The trainer asks once, when it is built, then calls the term through
 `Loss.__call__(y_true, y_pred, sample_weight)`, so reduction and the
 multi-replica scaling are Keras's own. `y_pred` is a dict::
 
     {"teacher": {"logits": z_t, tap: feature, ...},
      "student": {"logits": z_s, tap: feature, ...},
-     "side_inputs": {key: tensor, ...}}
+     "side_inputs": {key: tensor, ...},
+     "training": True or False}          # a Python bool
 
 and `y_true` holds the integer labels (as float: Keras casts `y_true` to the
 loss dtype; `call` casts them back). Subclasses implement `compute`, which
-returns one loss value per example.
+returns one loss value per example; `call` forwards the training flag to it
+(`compute(..., training=...)`), so a term never keeps the flag as state.
 
 Learned parts (adapters: a FitNet regressor, DPK's codec, CRD's heads) are
-`keras.layers.Layer`s that a term creates in `build`; the Distiller owns
+`keras.layers.Layer`s that a term creates in `build`; the trainer owns
 and trains them, checkpoints them with the student, and never exports
 them. State that changes during training (a ratio, a class mask, a memory
 bank) is a `keras.Variable` created in `build` with `add_state_variable`,
-so it is created under the Distiller's distribution strategy, tracked and
+so it is created under the trainer's distribution strategy, tracked and
 checkpointed, and assigned with `.assign()` by the term or a callback.
 """
 
 from __future__ import annotations
 
+import inspect
+
 import keras
+import tensorflow as tf
 from keras import ops
+
+# Re-exported: `keras_distill.losses.log_softmax_kl` / `kl_from_target` are public.
+from keras_distill.ops import kl_from_target, log_softmax_kl
+
+__all__ = ["DistillationLoss", "kl_from_target", "log_softmax_kl"]
+
+# The needs the former constructor took as keyword arguments.
+_DECLARATIONS = ("teacher_taps", "student_taps", "requires_labels", "side_inputs")
 
 
 @keras.saving.register_keras_serializable(package="keras_distill")
 class DistillationLoss(keras.losses.Loss):
     """Base class of every distillation term.
 
-    Subclasses implement `compute(teacher, student, labels, side_inputs)`
-    returning a per-example loss of shape `(batch,)`, and extend
-    `get_config` with their own hyperparameters.
+    Subclasses implement
+    `compute(teacher, student, labels, side_inputs, training=False)`
+    returning a per-example loss of shape `(batch,)`, declare their needs by
+    overriding the class attributes below (or properties), and extend
+    `get_config` with their own constructor arguments.
+
+    Class attributes (the declaration):
+        teacher_taps: Teacher layer names the term reads (default `()`).
+        student_taps: Student layer names the term reads (default `()`).
+        requires_labels: Whether `compute` reads integer labels (default False).
+        side_inputs: Keys the term reads from a dict-shaped batch (default `()`).
+
+    Compatibility with terms written for the earlier contract:
+
+    * A `compute(teacher, student, labels, side_inputs)` override without a
+      `training` parameter keeps working: whether `compute` accepts
+      `training` (by name, or `**kwargs`) is inspected once, at
+      construction; the flag is forwarded only if it does. Such a term may
+      still read `self.training`, which `call` sets before calling it
+      (the only case where the flag is stored on the term).
+    * The keyword arguments `teacher_taps`, `student_taps`,
+      `requires_labels` and `side_inputs` are still accepted (e.g. from a
+      subclass's `super().__init__(teacher_taps=...)` or an old saved
+      config): each is applied when the class does not declare that need
+      itself, and ignored when it does (the class's declaration wins, e.g.
+      `FitNet`'s taps come from its `teacher_tap` / `student_tap`).
+    * A caller that sets `term.training = flag` instead of passing
+      `y_pred["training"]` (the trainers before the flag moved into the
+      inputs) is honoured when `y_pred` carries no `"training"` key.
 
     Args:
-        teacher_taps: Teacher layer names the term reads.
-        student_taps: Student layer names the term reads.
-        requires_labels: Whether `compute` reads integer labels.
-        side_inputs: Keys the term reads from a dict-shaped batch.
         input_view: An `InputView` the term is computed on, or `None` for
             the batch itself.
-        name: Name of the term; the Distiller logs its value under it.
+        name: Name of the term; the trainer logs its value under it.
         reduction: Keras loss reduction. Keep the default
             `"sum_over_batch_size"` for correct multi-replica scaling.
         dtype: Computation dtype. Defaults to float32 even under a mixed
@@ -64,39 +101,67 @@ class DistillationLoss(keras.losses.Loss):
 
     ```python
     class L2Logits(DistillationLoss):
-        def compute(self, teacher, student, labels, side_inputs):
+        def compute(self, teacher, student, labels, side_inputs, training=False):
             diff = student["logits"] - teacher["logits"]
             return keras.ops.sum(keras.ops.square(diff), axis=-1)
+
+
+    class L2Feature(DistillationLoss):
+        def __init__(self, tap="stage2", name="l2_feature", **kwargs):
+            super().__init__(name=name, **kwargs)
+            self.tap = tap
+
+        @property
+        def teacher_taps(self):
+            return (self.tap,)
+
+        @property
+        def student_taps(self):
+            return (self.tap,)
+
+        def compute(self, teacher, student, labels, side_inputs, training=False):
+            diff = student[self.tap] - teacher[self.tap]
+            return keras_distill.ops.mean_per_example(keras.ops.square(diff))
     ```
     """
 
-    def __init__(
-        self,
-        teacher_taps=(),
-        student_taps=(),
-        requires_labels=False,
-        side_inputs=(),
-        input_view=None,
-        name=None,
-        reduction="sum_over_batch_size",
-        dtype=None,
-    ):
+    teacher_taps = ()
+    student_taps = ()
+    requires_labels = False
+    side_inputs = ()
+
+    def __init__(self, input_view=None, name=None, reduction="sum_over_batch_size",
+                 dtype=None, **declarations):
+        unknown = sorted(set(declarations) - set(_DECLARATIONS))
+        if unknown:
+            raise TypeError(
+                f"{type(self).__name__} got unexpected keyword arguments {unknown}. "
+                f"Declare needs by overriding the class attributes {_DECLARATIONS}.")
         super().__init__(name=name, reduction=reduction, dtype=dtype or "float32")
-        self.teacher_taps = tuple(teacher_taps)
-        self.student_taps = tuple(student_taps)
-        self.requires_labels = bool(requires_labels)
-        self.side_inputs = tuple(side_inputs)
+        for key, value in declarations.items():
+            if not self._declares(key):
+                setattr(self, key, bool(value) if key == "requires_labels" else tuple(value))
         self.input_view = input_view
         self.adapters = []
         self.state_variables = {}
-        self.training = False
         self.built = False
+        self._compute_takes_training = _accepts_training(type(self).compute)
+
+    @classmethod
+    def _declares(cls, key):
+        """Whether a subclass overrides the declaration `key` (attribute or property)."""
+        for klass in cls.__mro__:
+            if klass is DistillationLoss:
+                return False
+            if key in vars(klass):
+                return True
+        return False
 
     # ------------------------------------------------------------------ build
     def build(self, teacher_shapes, student_shapes):
         """Creates adapters and state variables once shapes are known.
 
-        Called by the Distiller inside its strategy scope, once.
+        Called by the trainer inside its strategy scope, once.
 
         Args:
             teacher_shapes: Dict tap name -> shape (batch dim `None`),
@@ -120,7 +185,7 @@ class DistillationLoss(keras.losses.Loss):
 
     def add_state_variable(self, name, initializer, shape=(), dtype="float32",
                            aggregation="mean"):
-        """Creates a non-trainable variable the Distiller tracks.
+        """Creates a non-trainable variable the trainer tracks.
 
         Args:
             name: Variable name, unique within the term.
@@ -145,16 +210,16 @@ class DistillationLoss(keras.losses.Loss):
         return variable
 
     def add_adapter(self, layer):
-        """Registers a training-only layer owned (and trained) by the Distiller."""
+        """Registers a training-only layer owned (and trained) by the trainer."""
         self.adapters.append(layer)
         return layer
 
     def extra_metrics(self):
-        """Extra scalars the Distiller logs after every train and test step.
+        """Extra scalars the trainer logs after every train and test step.
 
         Override to report state, e.g. a ratio the term updates
         (`{"ratio": self.ratio}`). Values are read after the step's updates;
-        the Distiller logs each as `"<term name>_<key>"` (the step's value,
+        the trainer logs each as `"<term name>_<key>"` (the step's value,
         not an average). Values must agree across replicas (e.g. state
         variables assigned with aggregation "mean" from replica-equal values).
 
@@ -166,11 +231,36 @@ class DistillationLoss(keras.losses.Loss):
     # ---------------------------------------------------------------- compute
     def call(self, y_true, y_pred):
         labels = ops.cast(y_true, "int32") if self.requires_labels else None
-        return self.compute(
-            y_pred["teacher"], y_pred["student"], labels,
-            y_pred.get("side_inputs", {}))
+        if "training" in y_pred:
+            training = _as_python_bool(y_pred["training"], self.name)
+        else:  # a caller of the earlier contract set `term.training`
+            training = bool(vars(self).get("training", False))
+        return self.compute_per_example(
+            y_pred["teacher"], y_pred["student"], labels, y_pred.get("side_inputs", {}),
+            training=training)
 
-    def compute(self, teacher, student, labels, side_inputs):
+    def compute_per_example(self, teacher, student, labels, side_inputs, training=False):
+        """Calls `compute`, forwarding `training` only if the override accepts it.
+
+        Wrappers (e.g. `ClassMask`) call their inner term through this, so
+        inner terms of either contract get the flag.
+
+        Args:
+            teacher: Dict with `"logits"` and the declared teacher taps.
+            student: Dict with `"logits"` and the declared student taps.
+            labels: Integer labels `(batch,)` if `requires_labels`, else `None`.
+            side_inputs: Dict of the declared side inputs.
+            training: Whether this is a training step (a Python bool).
+
+        Returns:
+            Tensor of shape `(batch,)`.
+        """
+        if self._compute_takes_training:
+            return self.compute(teacher, student, labels, side_inputs, training=training)
+        self.training = training  # read by terms of the earlier contract
+        return self.compute(teacher, student, labels, side_inputs)
+
+    def compute(self, teacher, student, labels, side_inputs, training=False):
         """Per-example loss.
 
         Args:
@@ -178,6 +268,8 @@ class DistillationLoss(keras.losses.Loss):
             student: Dict with `"logits"` and the declared student taps.
             labels: Integer labels `(batch,)` if `requires_labels`, else `None`.
             side_inputs: Dict of the declared side inputs.
+            training: Whether this is a training step: a term may update its
+                state (a memory bank, a ratio) only then.
 
         Returns:
             Tensor of shape `(batch,)`.
@@ -202,41 +294,25 @@ class DistillationLoss(keras.losses.Loss):
         return cls(**config)
 
 
-def log_softmax_kl(teacher_logits, student_logits, temperature):
-    """`T^2 * KL(softmax(z_t / T) || softmax(z_s / T))` per example.
+def _accepts_training(compute):
+    """Whether a `compute` function takes a `training` argument (by name or `**kwargs`)."""
+    parameters = inspect.signature(compute).parameters.values()
+    return any(p.name == "training" or p.kind is inspect.Parameter.VAR_KEYWORD
+               for p in parameters)
 
-    Computed from log-probabilities on both sides, summed over classes.
 
-    Args:
-        teacher_logits: `(batch, classes)`.
-        student_logits: `(batch, classes)`.
-        temperature: Softening temperature `T` (float or scalar tensor).
+def _as_python_bool(value, name):
+    """The training flag as a Python bool.
 
-    Returns:
-        `(batch,)` tensor.
+    `Loss.__call__` converts every leaf of `y_pred` to a tensor, so a Python
+    bool arrives as a constant tensor; its static value is read back.
     """
-    log_p = ops.log_softmax(teacher_logits / temperature, axis=-1)
-    log_q = ops.log_softmax(student_logits / temperature, axis=-1)
-    kl = ops.sum(ops.exp(log_p) * (log_p - log_q), axis=-1)
-    return kl * (temperature ** 2)
-
-
-def kl_from_target(target_probabilities, student_logits, temperature):
-    """`T^2 * KL(target || softmax(z_s / T))` for an explicit target distribution.
-
-    Zero-probability target entries contribute 0 (the `0 log 0 = 0` limit).
-
-    Args:
-        target_probabilities: `(batch, classes)`, rows summing to 1.
-        student_logits: `(batch, classes)`.
-        temperature: Softening temperature `T`.
-
-    Returns:
-        `(batch,)` tensor.
-    """
-    log_q = ops.log_softmax(student_logits / temperature, axis=-1)
-    safe = ops.where(target_probabilities > 0, target_probabilities, 1.0)
-    entropy_terms = ops.where(
-        target_probabilities > 0, target_probabilities * ops.log(safe), 0.0)
-    kl = ops.sum(entropy_terms - target_probabilities * log_q, axis=-1)
-    return kl * (temperature ** 2)
+    if isinstance(value, bool):
+        return value
+    static = tf.get_static_value(value)
+    if static is None:
+        raise ValueError(
+            f"Term {name!r}: y_pred['training'] must be a Python bool (the trainer's "
+            f"`training` argument), got a tensor whose value is only known at run time: "
+            f"{value!r}.")
+    return bool(static)

@@ -7,6 +7,7 @@ from keras import ops
 
 from keras_distill.losses import _batch
 from keras_distill.losses.base import DistillationLoss
+from keras_distill.ops import cosine_similarity_matrix, flatten_examples
 
 
 def taylor_rbf_correlation(features, gamma, order):
@@ -16,9 +17,7 @@ def taylor_rbf_correlation(features, gamma, order):
     `exp(-gamma ||f_i - f_j||^2) = exp(-2 gamma) exp(2 gamma f_i.f_j)
     ~= exp(-2 gamma) sum_{p=0}^{order} (2 gamma f_i.f_j)^p / p!`.
     """
-    squared_norm = ops.sum(ops.square(features), axis=1, keepdims=True)
-    unit = features * ops.rsqrt(ops.maximum(squared_norm, 1e-24))
-    cosine = ops.matmul(unit, ops.transpose(unit))
+    cosine = cosine_similarity_matrix(features)
     correlation = ops.zeros_like(cosine)
     for p in range(order + 1):
         coefficient = math.exp(-2.0 * gamma) * (2.0 * gamma) ** p / math.factorial(p)
@@ -79,9 +78,7 @@ class CC(DistillationLoss):
 
     def __init__(self, teacher_tap="embedding", student_tap="embedding", gamma=0.4, order=2,
                  embed_dim=None, name="cc", **kwargs):
-        kwargs.pop("teacher_taps", None), kwargs.pop("student_taps", None)
-        super().__init__(teacher_taps=(teacher_tap,), student_taps=(student_tap,),
-                         name=name, **kwargs)
+        super().__init__(name=name, **kwargs)
         if not gamma > 0:
             raise ValueError(f"CC gamma must be > 0, got {gamma!r} (reference: 0.4).")
         if int(order) != order or order < 0:
@@ -97,6 +94,14 @@ class CC(DistillationLoss):
         self.embed_dim = None if embed_dim is None else int(embed_dim)
         self.student_head = None
 
+    @property
+    def teacher_taps(self):
+        return (self.teacher_tap,)
+
+    @property
+    def student_taps(self):
+        return (self.student_tap,)
+
     def build(self, teacher_shapes, student_shapes):
         if self.embed_dim is not None:
             from keras_distill.adapters.crd import EmbeddingHead
@@ -111,12 +116,12 @@ class CC(DistillationLoss):
             self.student_head.build(tuple(shape))
         self.built = True
 
-    def compute(self, teacher, student, labels, side_inputs):
+    def compute(self, teacher, student, labels, side_inputs, training=False):
         local = student[self.student_tap]
-        s = _batch.flatten_batch(local)
+        s = flatten_examples(local)
         if self.student_head is not None:
             s = self.student_head(s)
-        t, s = _batch.gather_batch(_batch.flatten_batch(teacher[self.teacher_tap]), s)
+        t, s = _batch.gather_batch(flatten_examples(teacher[self.teacher_tap]), s)
         c_t = taylor_rbf_correlation(ops.stop_gradient(t), self.gamma, self.order)
         c_s = taylor_rbf_correlation(s, self.gamma, self.order)
         return _batch.broadcast_batch_loss(ops.mean(ops.square(c_s - c_t)), local)

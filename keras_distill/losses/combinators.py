@@ -7,7 +7,8 @@ classes, the mechanism TLLM needs; it works on any per-example term.
 import keras
 from keras import ops
 
-from keras_distill.losses.base import DistillationLoss, kl_from_target
+from keras_distill.losses.base import DistillationLoss
+from keras_distill.ops import kl_from_target
 
 _MASK_MODES = ("drop", "renormalize", "one_hot", "hard_label")
 _LARGE_LOGIT = 1e4
@@ -39,6 +40,10 @@ class ClassMask(DistillationLoss):
       hard-label loss only, at its full weight `w_ce + w` (with `"drop"` it
       keeps only `w_ce`, e.g. 0.1 of KD's usual balance).
 
+    The needs (taps, side inputs) are the wrapped term's, plus the labels
+    (and, in mode `"hard_label"`, the student's logits). The training flag
+    is forwarded to the wrapped term's `compute`.
+
     Args:
         term: The wrapped `DistillationLoss`.
         num_classes: Number of classes `K`.
@@ -46,6 +51,9 @@ class ClassMask(DistillationLoss):
         initial_mask: Optional initial mask (list of 0/1 of length K, or a
             list of class indices to mask).
         name: Defaults to the inner term's name, so logs keep their names.
+        input_view: Accepted for configs saved by earlier versions, and
+            ignored: the mask is computed on the wrapped term's view.
+        **kwargs: `DistillationLoss` arguments (`reduction`, `dtype`).
 
     Example:
 
@@ -59,23 +67,16 @@ class ClassMask(DistillationLoss):
         Knowledge Distillation". NeurIPS 2022.
     """
 
+    requires_labels = True
+
     def __init__(self, term, num_classes, mode="drop", initial_mask=None,
-                 name=None, **kwargs):
+                 name=None, input_view=None, **kwargs):
         if isinstance(term, dict):
             term = keras.saving.deserialize_keras_object(term)
         if mode not in _MASK_MODES:
             raise ValueError(
                 f"ClassMask mode must be one of {_MASK_MODES}, got {mode!r}.")
-        kwargs.pop("teacher_taps", None), kwargs.pop("student_taps", None)
-        kwargs.pop("requires_labels", None), kwargs.pop("side_inputs", None)
-        kwargs.pop("input_view", None)
-        student_taps = tuple(term.student_taps)
-        if mode == "hard_label" and "logits" not in student_taps:
-            student_taps += ("logits",)
-        super().__init__(
-            teacher_taps=term.teacher_taps, student_taps=student_taps,
-            requires_labels=True, side_inputs=term.side_inputs,
-            input_view=term.input_view, name=name or term.name, **kwargs)
+        super().__init__(input_view=term.input_view, name=name or term.name, **kwargs)
         self.term = term
         self.num_classes = int(num_classes)
         self.mode = mode
@@ -98,6 +99,21 @@ class ClassMask(DistillationLoss):
         return mask
 
     @property
+    def teacher_taps(self):
+        return tuple(self.term.teacher_taps)
+
+    @property
+    def student_taps(self):
+        taps = tuple(self.term.student_taps)
+        if self.mode == "hard_label" and "logits" not in taps:
+            taps += ("logits",)
+        return taps
+
+    @property
+    def side_inputs(self):
+        return tuple(self.term.side_inputs)
+
+    @property
     def adapters(self):
         return self.term.adapters
 
@@ -118,8 +134,7 @@ class ClassMask(DistillationLoss):
     def extra_metrics(self):
         return self.term.extra_metrics()
 
-    def compute(self, teacher, student, labels, side_inputs):
-        self.term.training = self.training
+    def compute(self, teacher, student, labels, side_inputs, training=False):
         mask = ops.cast(self.class_mask, "float32")
         sample_masked = ops.take(mask, labels)  # (batch,) 1 where label masked
         if self.mode == "renormalize":
@@ -131,7 +146,8 @@ class ClassMask(DistillationLoss):
             teacher["logits"] = ops.where(
                 sample_masked[:, None] > 0, one_hot, teacher["logits"])
         inner_labels = labels if self.term.requires_labels else None
-        values = self.term.compute(teacher, student, inner_labels, side_inputs)
+        values = self.term.compute_per_example(teacher, student, inner_labels, side_inputs,
+                                               training=training)
         if self.mode in ("drop", "renormalize", "hard_label"):
             values = values * (1.0 - sample_masked)
         if self.mode == "hard_label":  # KL(one_hot(y) || softmax(z_s)) is CE(y, softmax(z_s))
@@ -142,8 +158,6 @@ class ClassMask(DistillationLoss):
 
     def get_config(self):
         config = super().get_config()
-        for key in ("teacher_taps", "student_taps", "requires_labels", "side_inputs"):
-            config.pop(key, None)
         config.update({
             "term": keras.saving.serialize_keras_object(self.term),
             "num_classes": self.num_classes,

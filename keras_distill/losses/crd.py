@@ -101,10 +101,7 @@ class CRD(DistillationLoss):
     def __init__(self, num_examples, feature_dim=128, num_negatives=16384, temperature=0.07,
                  momentum=0.5, teacher_tap="embedding", student_tap="embedding",
                  index_key="index", seed=None, name="crd", **kwargs):
-        for key in ("teacher_taps", "student_taps", "side_inputs"):
-            kwargs.pop(key, None)
-        super().__init__(teacher_taps=(teacher_tap,), student_taps=(student_tap,),
-                         side_inputs=(index_key,), name=name, **kwargs)
+        super().__init__(name=name, **kwargs)
         checks = [(int(num_examples) >= 1, "num_examples must be >= 1 (the training-set "
                    "size; the recipe takes it from MethodContext.num_train_examples)"),
                   (int(feature_dim) >= 1, "feature_dim must be >= 1 (reference: 128)"),
@@ -121,6 +118,18 @@ class CRD(DistillationLoss):
         self.num_negatives, self.temperature = int(num_negatives), float(temperature)
         self.momentum, self.seed = float(momentum), seed
         self.teacher_tap, self.student_tap, self.index_key = teacher_tap, student_tap, index_key
+
+    @property
+    def teacher_taps(self):
+        return (self.teacher_tap,)
+
+    @property
+    def student_taps(self):
+        return (self.student_tap,)
+
+    @property
+    def side_inputs(self):
+        return (self.index_key,)
 
     def build(self, teacher_shapes, student_shapes):
         heads = {}
@@ -151,7 +160,7 @@ class CRD(DistillationLoss):
         self.state_variables["sampler_state"] = self.seed_generator.state
         self.built = True
 
-    def _side(self, anchor, bank, normalizer, index, negatives):
+    def _side(self, anchor, bank, normalizer, index, negatives, training):
         """Normalised NCE loss of `anchor` against `bank`; updates `Z` when training."""
         positive = ops.exp(ops.sum(anchor * ops.take(bank.value, index, axis=0), axis=-1)
                            / self.temperature)
@@ -161,12 +170,12 @@ class CRD(DistillationLoss):
         totals = _batch.replica_sum(ops.stack([ops.sum(noise) + ops.sum(positive), count]))
         estimate = totals[0] / ops.maximum(totals[1], 1.0) * self.num_examples
         z = ops.where(normalizer < 0, estimate, normalizer)
-        if self.training:
+        if training:
             normalizer.assign(z)
         z = ops.stop_gradient(z)
         return nce_loss(positive / z, noise / z, self.num_examples)
 
-    def compute(self, teacher, student, labels, side_inputs):
+    def compute(self, teacher, student, labels, side_inputs, training=False):
         index = ops.cast(ops.reshape(side_inputs[self.index_key], (-1,)), "int32")
         tf.debugging.assert_less(index, self.num_examples, message=(
             f"CRD {self.name!r}: side input {self.index_key!r} must be each example's "
@@ -175,9 +184,11 @@ class CRD(DistillationLoss):
         v_t = self.teacher_head(ops.stop_gradient(teacher[self.teacher_tap]))
         negatives = keras.random.randint((self.num_negatives,), 0, self.num_examples,
                                          seed=self.seed_generator)
-        loss = (self._side(v_s, self.teacher_bank, self.student_anchor_z, index, negatives)
-                + self._side(v_t, self.student_bank, self.teacher_anchor_z, index, negatives))
-        if self.training:
+        loss = (self._side(v_s, self.teacher_bank, self.student_anchor_z, index, negatives,
+                           training)
+                + self._side(v_t, self.student_bank, self.teacher_anchor_z, index, negatives,
+                             training))
+        if training:
             all_index, all_s, all_t = _batch.gather_batch(
                 index, ops.stop_gradient(v_s), ops.stop_gradient(v_t))
             crd_adapters.momentum_update(self.student_bank, all_index, all_s, self.momentum)

@@ -4,14 +4,11 @@ import keras
 from keras import ops
 
 from keras_distill.losses.base import DistillationLoss
+from keras_distill.ops import kl_from_log_probabilities
 
 # Subtracted from the target logit (after dividing by T) to remove it from
 # the non-target distribution, as the reference (mdistiller) does.
 _MASK_OFFSET = 1000.0
-
-
-def _kl_from_logs(log_p, log_q):
-    return ops.sum(ops.exp(log_p) * (log_p - log_q), axis=-1)
 
 
 def _binary_logs(scaled_logits, gt_mask):
@@ -37,7 +34,7 @@ def tckd(teacher_logits, student_logits, labels, temperature):
     gt_mask = ops.one_hot(ops.cast(labels, "int32"), ops.shape(student_logits)[-1])
     log_b_t = _binary_logs(teacher_logits / temperature, gt_mask)
     log_b_s = _binary_logs(student_logits / temperature, gt_mask)
-    return _kl_from_logs(log_b_t, log_b_s) * temperature ** 2
+    return kl_from_log_probabilities(log_b_t, log_b_s) * temperature ** 2
 
 
 def nckd(teacher_logits, student_logits, labels, temperature):
@@ -51,7 +48,7 @@ def nckd(teacher_logits, student_logits, labels, temperature):
     gt_mask = ops.one_hot(ops.cast(labels, "int32"), ops.shape(student_logits)[-1])
     log_p = ops.log_softmax(teacher_logits / temperature - _MASK_OFFSET * gt_mask, axis=-1)
     log_q = ops.log_softmax(student_logits / temperature - _MASK_OFFSET * gt_mask, axis=-1)
-    return _kl_from_logs(log_p, log_q) * temperature ** 2
+    return kl_from_log_probabilities(log_p, log_q) * temperature ** 2
 
 
 @keras.saving.register_keras_serializable(package="keras_distill")
@@ -103,9 +100,10 @@ class DKD(DistillationLoss):
         CVPR 2022. arXiv:2203.08679. Code: megvii-research/mdistiller.
     """
 
+    requires_labels = True
+
     def __init__(self, alpha=1.0, beta=8.0, temperature=4.0, name="dkd", **kwargs):
-        kwargs.pop("requires_labels", None)
-        super().__init__(name=name, requires_labels=True, **kwargs)
+        super().__init__(name=name, **kwargs)
         if not temperature > 0:
             raise ValueError(
                 f"DKD temperature must be > 0, got {temperature!r}. The reference uses 4.0.")
@@ -132,7 +130,7 @@ class DKD(DistillationLoss):
         `<name>_tckd` and `<name>_nckd`."""
         return dict(self.parts)
 
-    def compute(self, teacher, student, labels, side_inputs):
+    def compute(self, teacher, student, labels, side_inputs, training=False):
         z_t, z_s = teacher["logits"], student["logits"]
         target_part = tckd(z_t, z_s, labels, self.temperature)
         non_target_part = nckd(z_t, z_s, labels, self.temperature)

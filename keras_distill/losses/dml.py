@@ -2,7 +2,8 @@
 
 import keras
 
-from keras_distill.losses.base import DistillationLoss, log_softmax_kl
+from keras_distill.losses.base import DistillationLoss
+from keras_distill.ops import log_softmax_kl
 
 
 @keras.saving.register_keras_serializable(package="keras_distill")
@@ -53,7 +54,7 @@ class DML(DistillationLoss):
                 f"DML temperature must be > 0, got {temperature!r}. The paper uses 1.")
         self.temperature = float(temperature)
 
-    def compute(self, teacher, student, labels, side_inputs):
+    def compute(self, teacher, student, labels, side_inputs, training=False):
         return log_softmax_kl(teacher["logits"], student["logits"], self.temperature)
 
     def get_config(self):

@@ -3,9 +3,9 @@
 import keras
 from keras import ops
 
-from keras_distill import cka
 from keras_distill.adapters.dpk import PriorKnowledgeCodec
 from keras_distill.losses.base import DistillationLoss
+from keras_distill.ops import linear_cka
 
 _CKA_FEATURES = ("encoded", "raw")
 
@@ -83,10 +83,8 @@ class DPK(DistillationLoss):
         teacher_taps = (teacher_taps,) if isinstance(teacher_taps, str) else tuple(teacher_taps)
         student_taps = teacher_taps if student_taps is None else (
             (student_taps,) if isinstance(student_taps, str) else tuple(student_taps))
-        for key in ("requires_labels", "side_inputs"):
-            kwargs.pop(key, None)
-        super().__init__(teacher_taps=teacher_taps, student_taps=student_taps, name=name,
-                         **kwargs)
+        super().__init__(name=name, **kwargs)
+        self.teacher_taps, self.student_taps = teacher_taps, student_taps
         if not teacher_taps or len(teacher_taps) != len(student_taps):
             raise ValueError(
                 f"DPK needs one student tap per teacher tap, got teacher_taps={teacher_taps} "
@@ -151,17 +149,17 @@ class DPK(DistillationLoss):
     def extra_metrics(self):
         return {f"ratio_{tap}": ratio for tap, ratio in zip(self.teacher_taps, self.ratios)}
 
-    def compute(self, teacher, student, labels, side_inputs):
+    def compute(self, teacher, student, labels, side_inputs, training=False):
         total = 0.0
         stages = zip(self.teacher_taps, self.student_taps, self.codecs, self.ratios)
         for t_tap, s_tap, codec, ratio in stages:
             target = ops.stop_gradient(teacher[t_tap])
             student_tokens, teacher_tokens = codec.encode(student[s_tap], target)
             value = ops.convert_to_tensor(ratio)
-            if self.training:
+            if training:
                 pair = ((student_tokens, teacher_tokens) if self.cka_features == "encoded"
                         else (student[s_tap], target))
-                similarity = cka.linear_cka(*map(ops.stop_gradient, pair), across_replicas=True)
+                similarity = linear_cka(*map(ops.stop_gradient, pair), across_replicas=True)
                 value = self.momentum * value + (1.0 - self.momentum) * similarity
                 ratio.assign(value)
             decoded = ops.cast(codec.decode(codec.mix(student_tokens, teacher_tokens, value)),

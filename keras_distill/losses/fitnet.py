@@ -5,6 +5,7 @@ from keras import ops
 
 from keras_distill.adapters.regressors import HintRegressor
 from keras_distill.losses.base import DistillationLoss
+from keras_distill.ops import mean_per_example
 
 
 @keras.saving.register_keras_serializable(package="keras_distill")
@@ -55,14 +56,20 @@ class FitNet(DistillationLoss):
         if teacher_tap is None:
             raise ValueError("FitNet teacher_tap must be a layer name, got None.")
         student_tap = student_tap or teacher_tap
-        kwargs.pop("teacher_taps", None), kwargs.pop("student_taps", None)
-        super().__init__(teacher_taps=[teacher_tap], student_taps=[student_tap], name=name,
-                         **kwargs)
+        super().__init__(name=name, **kwargs)
         self.teacher_tap, self.student_tap = teacher_tap, student_tap
         self.use_relu = bool(use_relu)
         self.batch_norm = bool(batch_norm)
         self.synchronized_batch_norm = bool(synchronized_batch_norm)
         self.regressor = None
+
+    @property
+    def teacher_taps(self):
+        return (self.teacher_tap,)
+
+    @property
+    def student_taps(self):
+        return (self.student_tap,)
 
     def build(self, teacher_shapes, student_shapes):
         teacher_shape = tuple(teacher_shapes[self.teacher_tap])
@@ -79,15 +86,15 @@ class FitNet(DistillationLoss):
                 f"student {self.student_tap!r} {student_shape[1:]}): {error}") from error
         self.built = True
 
-    def compute(self, teacher, student, labels, side_inputs):
+    def compute(self, teacher, student, labels, side_inputs, training=False):
         if self.regressor is None:
             raise RuntimeError(
                 f"FitNet {self.name!r} is not built: the Distiller builds it from the taps' "
                 "shapes (or call keras_distill.testing.build_term in tests).")
         f_s = self.regressor(ops.cast(student[self.student_tap], "float32"),
-                             training=self.training)
+                             training=training)
         diff = f_s - ops.cast(teacher[self.teacher_tap], "float32")
-        return ops.mean(ops.reshape(ops.square(diff), (ops.shape(diff)[0], -1)), axis=-1)
+        return mean_per_example(ops.square(diff))
 
     def get_config(self):
         config = super().get_config()

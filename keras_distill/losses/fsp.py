@@ -5,6 +5,7 @@ from keras import ops
 
 from keras_distill.losses.attention_transfer import average_pool, pool_factors, taps_option
 from keras_distill.losses.base import DistillationLoss
+from keras_distill.ops import average_pool, pool_factors
 
 
 def fsp_matrix(bottom, top):
@@ -68,8 +69,8 @@ class FSP(DistillationLoss):
                 f"FSP pairs teacher and student taps one to one, got {len(teacher_taps)} "
                 f"teacher taps {teacher_taps} and {len(student_taps)} student taps "
                 f"{student_taps}.")
-        super().__init__(teacher_taps=teacher_taps, student_taps=student_taps, name=name,
-                         **kwargs)
+        super().__init__(name=name, **kwargs)
+        self.teacher_taps, self.student_taps = tuple(teacher_taps), tuple(student_taps)
         self.align_channels = bool(align_channels)
         self.factors = None
         self.aligners = {}
@@ -113,7 +114,7 @@ class FSP(DistillationLoss):
             matrices.append(fsp_matrix(bottom, top))
         return matrices
 
-    def compute(self, teacher, student, labels, side_inputs):
+    def compute(self, teacher, student, labels, side_inputs, training=False):
         total = 0.0
         for g_t, g_s in zip(self._matrices(teacher, self.teacher_taps, "teacher"),
                             self._matrices(student, self.student_taps, "student")):

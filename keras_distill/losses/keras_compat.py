@@ -28,7 +28,7 @@ class _KerasLogits(DistillationLoss):
         self.loss_fn = loss
         self.temperature = float(temperature)
 
-    def compute(self, teacher, student, labels, side_inputs):
+    def compute(self, teacher, student, labels, side_inputs, training=False):
         t = self.temperature
         p = ops.softmax(teacher["logits"] / t, axis=-1)
         q = ops.softmax(student["logits"] / t, axis=-1)
@@ -38,18 +38,25 @@ class _KerasLogits(DistillationLoss):
 class _KerasFeatures(DistillationLoss):
     def __init__(self, loss, teacher_layer_name, student_layer_name,
                  name="feature_distillation", **kwargs):
-        super().__init__(teacher_taps=[teacher_layer_name or "logits"],
-                         student_taps=[student_layer_name or "logits"], name=name, **kwargs)
+        super().__init__(name=name, **kwargs)
         self.loss_fn = loss
         self.teacher_tap = teacher_layer_name or "logits"
         self.student_tap = student_layer_name or "logits"
+
+    @property
+    def teacher_taps(self):
+        return (self.teacher_tap,)
+
+    @property
+    def student_taps(self):
+        return (self.student_tap,)
 
     def build(self, teacher_shapes, student_shapes):
         self.require_matching_shapes(teacher_shapes, student_shapes, self.teacher_tap,
                                      self.student_tap)
         super().build(teacher_shapes, student_shapes)
 
-    def compute(self, teacher, student, labels, side_inputs):
+    def compute(self, teacher, student, labels, side_inputs, training=False):
         value = self.loss_fn(teacher[self.teacher_tap], student[self.student_tap])
         while len(value.shape) > 1:
             value = ops.mean(value, axis=-1)

@@ -5,6 +5,7 @@ from keras import ops
 
 from keras_distill.losses import _batch
 from keras_distill.losses.base import DistillationLoss
+from keras_distill.ops import flatten_examples, gram_matrix
 
 _EPS = 1e-7
 
@@ -17,7 +18,7 @@ def conditional_probabilities(features):
     """
     norm = ops.sqrt(ops.maximum(ops.sum(ops.square(features), axis=1, keepdims=True), 1e-24))
     unit = features / (norm + _EPS)
-    kernel = (ops.matmul(unit, ops.transpose(unit)) + 1.0) / 2.0
+    kernel = (gram_matrix(unit) + 1.0) / 2.0
     return kernel / ops.sum(kernel, axis=1, keepdims=True)
 
 
@@ -64,16 +65,22 @@ class PKT(DistillationLoss):
     """
 
     def __init__(self, teacher_tap="embedding", student_tap="embedding", name="pkt", **kwargs):
-        kwargs.pop("teacher_taps", None), kwargs.pop("student_taps", None)
-        super().__init__(teacher_taps=(teacher_tap,), student_taps=(student_tap,),
-                         name=name, **kwargs)
+        super().__init__(name=name, **kwargs)
         self.teacher_tap = teacher_tap
         self.student_tap = student_tap
 
-    def compute(self, teacher, student, labels, side_inputs):
+    @property
+    def teacher_taps(self):
+        return (self.teacher_tap,)
+
+    @property
+    def student_taps(self):
+        return (self.student_tap,)
+
+    def compute(self, teacher, student, labels, side_inputs, training=False):
         local = student[self.student_tap]
-        t, s = _batch.gather_batch(_batch.flatten_batch(teacher[self.teacher_tap]),
-                                   _batch.flatten_batch(local))
+        t, s = _batch.gather_batch(flatten_examples(teacher[self.teacher_tap]),
+                                   flatten_examples(local))
         p_t = conditional_probabilities(ops.stop_gradient(t))
         p_s = conditional_probabilities(s)
         loss = ops.mean(p_t * ops.log((p_t + _EPS) / (p_s + _EPS)))

@@ -5,6 +5,7 @@ from keras import ops
 
 from keras_distill.losses import _batch
 from keras_distill.losses.base import DistillationLoss
+from keras_distill.ops import flatten_examples, pairwise_distances
 
 _EPS = 1e-12
 
@@ -15,18 +16,9 @@ def smooth_l1(difference):
     return ops.where(absolute < 1.0, 0.5 * ops.square(difference), absolute - 0.5)
 
 
-def pairwise_distances(features):
-    """Euclidean distances `(b, b)`, diagonal exactly 0, clamped at `sqrt(1e-12)`."""
-    squared = ops.sum(ops.square(features), axis=1)
-    distances = squared[:, None] + squared[None, :] - 2.0 * ops.matmul(
-        features, ops.transpose(features))
-    distances = ops.sqrt(ops.maximum(distances, _EPS))
-    return distances * (1.0 - ops.eye(ops.shape(features)[0], dtype=distances.dtype))
-
-
 def normalized_distances(features):
     """Pairwise distances divided by the mean of the positive ones."""
-    distances = pairwise_distances(features)
+    distances = pairwise_distances(features, _EPS)
     positive = ops.cast(distances > 0, distances.dtype)
     mean = ops.sum(distances * positive) / ops.maximum(ops.sum(positive), 1.0)
     return distances / ops.maximum(mean, _EPS)
@@ -91,9 +83,7 @@ class RKD(DistillationLoss):
 
     def __init__(self, teacher_tap="embedding", student_tap="embedding",
                  distance_weight=25.0, angle_weight=50.0, name="rkd", **kwargs):
-        kwargs.pop("teacher_taps", None), kwargs.pop("student_taps", None)
-        super().__init__(teacher_taps=(teacher_tap,), student_taps=(student_tap,),
-                         name=name, **kwargs)
+        super().__init__(name=name, **kwargs)
         if distance_weight < 0 or angle_weight < 0 or distance_weight + angle_weight == 0:
             raise ValueError(
                 f"RKD needs distance_weight >= 0 and angle_weight >= 0, not both 0; got "
@@ -104,10 +94,18 @@ class RKD(DistillationLoss):
         self.distance_weight = float(distance_weight)
         self.angle_weight = float(angle_weight)
 
-    def compute(self, teacher, student, labels, side_inputs):
+    @property
+    def teacher_taps(self):
+        return (self.teacher_tap,)
+
+    @property
+    def student_taps(self):
+        return (self.student_tap,)
+
+    def compute(self, teacher, student, labels, side_inputs, training=False):
         local = student[self.student_tap]
-        t, s = _batch.gather_batch(_batch.flatten_batch(teacher[self.teacher_tap]),
-                                   _batch.flatten_batch(local))
+        t, s = _batch.gather_batch(flatten_examples(teacher[self.teacher_tap]),
+                                   flatten_examples(local))
         t = ops.stop_gradient(t)
         loss = 0.0
         if self.distance_weight:

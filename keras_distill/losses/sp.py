@@ -5,11 +5,12 @@ from keras import ops
 
 from keras_distill.losses import _batch
 from keras_distill.losses.base import DistillationLoss
+from keras_distill.ops import flatten_examples, gram_matrix
 
 
 def similarity_matrix(features):
     """`normalize_rows(F F^T)` of the flattened `(b, ...)` features, `(b, b)`."""
-    gram = ops.matmul(features, ops.transpose(features))
+    gram = gram_matrix(features)
     squared_norm = ops.sum(ops.square(gram), axis=1, keepdims=True)
     return gram * ops.rsqrt(ops.maximum(squared_norm, 1e-24))
 
@@ -57,16 +58,22 @@ class SP(DistillationLoss):
     """
 
     def __init__(self, teacher_tap="stage3", student_tap="stage3", name="sp", **kwargs):
-        kwargs.pop("teacher_taps", None), kwargs.pop("student_taps", None)
-        super().__init__(teacher_taps=(teacher_tap,), student_taps=(student_tap,),
-                         name=name, **kwargs)
+        super().__init__(name=name, **kwargs)
         self.teacher_tap = teacher_tap
         self.student_tap = student_tap
 
-    def compute(self, teacher, student, labels, side_inputs):
+    @property
+    def teacher_taps(self):
+        return (self.teacher_tap,)
+
+    @property
+    def student_taps(self):
+        return (self.student_tap,)
+
+    def compute(self, teacher, student, labels, side_inputs, training=False):
         local = student[self.student_tap]
-        t, s = _batch.gather_batch(_batch.flatten_batch(teacher[self.teacher_tap]),
-                                   _batch.flatten_batch(local))
+        t, s = _batch.gather_batch(flatten_examples(teacher[self.teacher_tap]),
+                                   flatten_examples(local))
         g_t = similarity_matrix(ops.stop_gradient(t))
         g_s = similarity_matrix(s)
         batch = ops.cast(ops.shape(s)[0], "float32")

@@ -6,7 +6,8 @@ import keras
 from keras import ops
 
 from keras_distill import methods
-from keras_distill.losses.base import DistillationLoss, kl_from_target, log_softmax_kl
+from keras_distill.losses.base import DistillationLoss
+from keras_distill.ops import kl_from_target, log_softmax_kl
 
 MODES = ("full", "label_smoothing", "partial", "top_k", "reweight")
 
@@ -76,13 +77,17 @@ class TangKD(DistillationLoss):
             raise ValueError(f"TangKD epsilon must be in [0, 1), got {epsilon!r}.")
         if top_k is not None and (int(top_k) != top_k or top_k < 0):
             raise ValueError(f"TangKD top_k must be an integer >= 0 or None, got {top_k!r}.")
-        kwargs.pop("requires_labels", None)
-        super().__init__(requires_labels=mode != "full", name=name or f"tang_{mode}", **kwargs)
+        super().__init__(name=name or f"tang_{mode}", **kwargs)
         self.mode = mode
         self.temperature = float(temperature)
         self.epsilon = float(epsilon)
         self.top_k = None if top_k is None else int(top_k)
         self.weight_temperature = float(weight_temperature)
+
+    @property
+    def requires_labels(self):
+        """Every mode but `full` reads the label."""
+        return self.mode != "full"
 
     def target(self, teacher_logits, labels=None):
         """The transformed teacher distribution `t`, `(batch, K)` rows summing to 1."""
@@ -107,7 +112,7 @@ class TangKD(DistillationLoss):
         rest = 1.0 - ops.sum(p * keep, axis=-1, keepdims=True)
         return keep * p + (1.0 - keep) * rest / (num_classes - 1 - k)
 
-    def compute(self, teacher, student, labels, side_inputs):
+    def compute(self, teacher, student, labels, side_inputs, training=False):
         teacher_logits = ops.stop_gradient(teacher["logits"])
         if self.mode == "reweight":
             one_hot = ops.one_hot(labels, int(teacher_logits.shape[-1]))

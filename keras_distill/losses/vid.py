@@ -6,6 +6,7 @@ from keras import ops
 from keras_distill.adapters.regressors import VariationalRegressor
 from keras_distill.losses.attention_transfer import average_pool, pool_factors, taps_option
 from keras_distill.losses.base import DistillationLoss
+from keras_distill.ops import average_pool, mean_per_example, pool_factors
 
 
 @keras.saving.register_keras_serializable(package="keras_distill")
@@ -64,8 +65,8 @@ class VID(DistillationLoss):
             raise ValueError(
                 f"VID needs eps > 0 and init_variance > eps, got eps={eps!r}, "
                 f"init_variance={init_variance!r}. The reference uses 5.0 and 1e-5.")
-        super().__init__(teacher_taps=teacher_taps, student_taps=student_taps, name=name,
-                         **kwargs)
+        super().__init__(name=name, **kwargs)
+        self.teacher_taps, self.student_taps = tuple(teacher_taps), tuple(student_taps)
         self.init_variance = float(init_variance)
         self.eps = float(eps)
         self.mid_channels = None if mid_channels is None else int(mid_channels)
@@ -93,7 +94,7 @@ class VID(DistillationLoss):
             self.regressors.append(regressor)
         self.built = True
 
-    def compute(self, teacher, student, labels, side_inputs):
+    def compute(self, teacher, student, labels, side_inputs, training=False):
         if self.regressors is None:
             raise RuntimeError(
                 f"VID {self.name!r} is not built: the Distiller builds it from the taps' "
@@ -107,7 +108,7 @@ class VID(DistillationLoss):
             regressor = self.regressors[index]
             mean, variance = regressor(f_s), regressor.variance()
             nll = 0.5 * (ops.square(mean - f_t) / variance + ops.log(variance))
-            total = total + ops.mean(ops.reshape(nll, (ops.shape(nll)[0], -1)), axis=-1)
+            total = total + mean_per_example(nll)
         return total
 
     def get_config(self):

@@ -79,11 +79,11 @@ def random_outputs(batch=4, num_classes=5, seed=0, taps=None):
 
 def term_value(term, teacher, student, labels=None, side_inputs=None, sample_weight=None,
                training=False):
-    """Calls a term as the Distiller does and returns a float."""
+    """Calls a term as the trainers do (`y_pred["training"]` a Python bool); returns a float."""
     y_true = labels if labels is not None else 0.0
-    term.training = training
     value = term(y_true, {"teacher": teacher, "student": student,
-                          "side_inputs": side_inputs or {}}, sample_weight=sample_weight)
+                          "side_inputs": side_inputs or {}, "training": bool(training)},
+                 sample_weight=sample_weight)
     return float(keras.ops.convert_to_numpy(value))
 
 
@@ -107,9 +107,9 @@ def teacher_gradients(term, teacher, student, labels=None, side_inputs=None):
     s_vars = {k: tf.Variable(v) for k, v in student.items()}
     with tf.GradientTape(persistent=True) as tape:
         t = {k: tf.stop_gradient(v) for k, v in t_vars.items()}
-        term.training = True
         value = term(labels if labels is not None else 0.0,
-                     {"teacher": t, "student": dict(s_vars), "side_inputs": side_inputs or {}})
+                     {"teacher": t, "student": dict(s_vars), "side_inputs": side_inputs or {},
+                      "training": True})
     t_grads = {k: tape.gradient(value, v) for k, v in t_vars.items()}
     s_grads = {k: tape.gradient(value, v) for k, v in s_vars.items()}
     return t_grads, s_grads

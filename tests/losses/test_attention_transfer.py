@@ -22,7 +22,8 @@ import pytest
 
 import keras_distill as kd
 from keras_distill import methods
-from keras_distill.losses.attention_transfer import AT, attention_map, pool_factors
+from keras_distill.losses.attention_transfer import AT
+from keras_distill.ops import attention_map, pool_factors
 from keras_distill.testing import (
     assert_replica_equivalence, build_term, conv_net, random_outputs, teacher_gradients,
     term_value)

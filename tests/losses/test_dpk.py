@@ -20,7 +20,7 @@ re-implementation).
 
 Dynamic ratio (test_ratio_update_rule, test_ratio_moves_toward_cka_...): one
 train step must give r_1 = m * r_0 + (1 - m) * CKA, with CKA from
-keras_distill.cka on the pre-step encoded tokens (or raw maps) of the batch.
+keras_distill.ops.linear_cka on the pre-step encoded tokens (or raw maps) of the batch.
 """
 
 import numpy as np
@@ -29,11 +29,12 @@ import pytest
 import tensorflow as tf
 
 import keras_distill as kd
-from keras_distill import cka, methods
+from keras_distill import methods
 from keras_distill.adapters.dpk import PriorKnowledgeCodec
 from keras_distill.losses.base import DistillationLoss
 from keras_distill.losses.dpk import DPK, resolve_patch_size
 from keras_distill.losses.kd import KD
+from keras_distill.ops import linear_cka
 from keras_distill.testing import (assert_replica_equivalence, build_term, conv_net,
                                    teacher_gradients, term_value)
 
@@ -140,7 +141,7 @@ def test_ratio_update_rule(cka_features):
     codec = term.codecs[0]
     pair = codec.encode(student["a"], teacher["a"]) if cka_features == "encoded" else (
         student["a"], teacher["a"])
-    similarity = float(cka.linear_cka(*pair))
+    similarity = float(linear_cka(*pair))
     term_value(term, teacher, student, training=True)
     assert float(term.ratios[0]) == pytest.approx(0.8 * 0.4 + 0.2 * similarity, rel=1e-5)
     term_value(term, teacher, student, training=True)  # a second step moves it again
@@ -172,7 +173,7 @@ def trained():
     extract = lambda model, tap: keras.Model(model.input, model.get_layer(tap).output)(x)
     tokens = codec.encode(extract(distiller.student, "stage2"),  # no BN: train == inference
                           extract(distiller.teacher, "stage2"))
-    expected_ratio = 0.9 * 0.5 + 0.1 * float(cka.linear_cka(*tokens))
+    expected_ratio = 0.9 * 0.5 + 0.1 * float(linear_cka(*tokens))
     adapter_vars = [v for a in distiller.adapters for v in a.trainable_variables]
     before = [v.numpy().copy() for v in adapter_vars]
     teacher_before = [w.copy() for w in distiller.teacher.get_weights()]
