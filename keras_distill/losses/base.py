@@ -84,9 +84,9 @@ class DistillationLoss(keras.losses.Loss):
       config): each is applied when the class does not declare that need
       itself, and ignored when it does (the class's declaration wins, e.g.
       `FitNet`'s taps come from its `teacher_tap` / `student_tap`).
-    * A caller that sets `term.training = flag` instead of passing
-      `y_pred["training"]` (the trainers before the flag moved into the
-      inputs) is honoured when `y_pred` carries no `"training"` key.
+
+    The training flag is read from `y_pred["training"]` only (default
+    False when absent); setting `term.training` has no effect.
 
     Args:
         input_view: An `InputView` the term is computed on, or `None` for
@@ -231,10 +231,7 @@ class DistillationLoss(keras.losses.Loss):
     # ---------------------------------------------------------------- compute
     def call(self, y_true, y_pred):
         labels = ops.cast(y_true, "int32") if self.requires_labels else None
-        if "training" in y_pred:
-            training = _as_python_bool(y_pred["training"], self.name)
-        else:  # a caller of the earlier contract set `term.training`
-            training = bool(vars(self).get("training", False))
+        training = _as_python_bool(y_pred.get("training", False), self.name)
         return self.compute_per_example(
             y_pred["teacher"], y_pred["student"], labels, y_pred.get("side_inputs", {}),
             training=training)
