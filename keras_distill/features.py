@@ -93,14 +93,14 @@ def build_extractor(model, taps, role="model"):
     taps = [t for t in dict.fromkeys(taps) if t != "logits"]
     if not taps:
         def logits_only(inputs, training=False):
-            return {"logits": _single_output(model(inputs, training=training), role)}
+            return {"logits": single_output(model(inputs, training=training), role)}
         return logits_only
     if not is_graph_model(model):
         raise TapError(
             f"The {role} {model.name!r} is a subclassed model, so its layer outputs "
             f"{taps} cannot be tapped. Build it as a Functional or Sequential model, "
             "or use methods that read logits only (KD, DKD, ...).")
-    outputs = {"logits": _single_output(model.outputs, role)}
+    outputs = {"logits": single_output(model.outputs, role)}
     for tap in taps:
         layer, _ = find_layer(model, tap, role)
         outputs[tap] = layer.output
@@ -122,7 +122,12 @@ def build_extractor(model, taps, role="model"):
     return tapped
 
 
-def _single_output(outputs, role):
+def single_output(outputs, role):
+    """The one logits tensor of a network's outputs (a tensor, a 1-list, or a dict's "logits").
+
+    Raises:
+        TapError: several outputs, or a dict without `"logits"`, naming the fix.
+    """
     if isinstance(outputs, dict):
         if "logits" in outputs:
             return outputs["logits"]
@@ -150,7 +155,7 @@ def output_shapes(model, taps, role="model"):
     if not is_graph_model(model):
         return {"logits": tuple(model.compute_output_shape(model.input_shape))
                 if hasattr(model, "input_shape") else None}
-    shapes = {"logits": tuple(_single_output(model.outputs, role).shape)}
+    shapes = {"logits": tuple(single_output(model.outputs, role).shape)}
     for tap in taps:
         if tap == "logits":
             continue

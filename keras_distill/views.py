@@ -15,11 +15,17 @@ slots), which the Distiller passes to the terms computed on it.
 A view that crafts its inputs with a network (BSS attacks the teacher)
 declares `needs_teacher = True` / `needs_student = True`; the Distiller then
 calls it with `teacher=` / `student=` the model.
+
+Views are known by name (`keras_distill.terms.WeightedTerms.views`: the
+layer's name, made unique): terms sharing one view object share its inputs
+and its forward pass.
 """
 
 import keras
 import tensorflow as tf
 from keras import ops
+
+from keras_distill.features import single_output
 
 
 class InputView(keras.layers.Layer):
@@ -303,13 +309,11 @@ class BoundarySupportingSamples(InputView):
                                         name="max_steps")
 
     def call(self, inputs, labels, side_inputs, training=None, teacher=None, student=None):
-        from keras_distill.features import _single_output
-
         if teacher is None:
             raise ValueError(
                 "BoundarySupportingSamples attacks the teacher: call it with teacher=<model> "
                 "(the Distiller does so for views whose needs_teacher is True).")
-        teacher_logits = ops.cast(_single_output(teacher(inputs, training=False), "teacher"),
+        teacher_logits = ops.cast(single_output(teacher(inputs, training=False), "teacher"),
                                   "float32")
         teacher_top = ops.cast(ops.argmax(teacher_logits, axis=-1), "int32")
         reference = teacher_top if labels is None else ops.reshape(ops.cast(labels, "int32"), (-1,))
@@ -317,7 +321,7 @@ class BoundarySupportingSamples(InputView):
         batch = ops.shape(inputs)[0]
         if self.select_by_student and student is not None:
             student_logits = ops.cast(
-                _single_output(student(inputs, training=False), "student"), "float32")
+                single_output(student(inputs, training=False), "student"), "float32")
             eligible = eligible & ops.equal(
                 ops.cast(ops.argmax(student_logits, axis=-1), "int32"), reference)
             diff = ops.square(ops.softmax(teacher_logits) - ops.softmax(student_logits))
@@ -354,8 +358,6 @@ class BoundarySupportingSamples(InputView):
         Returns:
             `(n, ...)` crafted samples.
         """
-        from keras_distill.features import _single_output
-
         inputs = ops.convert_to_tensor(inputs)
         source, target = ops.cast(source, "int32"), ops.cast(target, "int32")
         reduce_axes = list(range(1, len(inputs.shape)))
@@ -364,7 +366,7 @@ class BoundarySupportingSamples(InputView):
         def body(step, x, any_active):
             with tf.GradientTape() as tape:
                 tape.watch(x)
-                logits = ops.cast(_single_output(teacher(x, training=False), "teacher"),
+                logits = ops.cast(single_output(teacher(x, training=False), "teacher"),
                                   "float32")
                 classes = ops.shape(logits)[-1]
                 gap = ops.sum(logits * (ops.one_hot(target, classes)  # z_k - z_b
