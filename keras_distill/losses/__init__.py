@@ -12,18 +12,16 @@ from keras_distill.losses.dpk import DPK
 from keras_distill.losses.fitnet import FitNet
 from keras_distill.losses.fsp import FSP
 from keras_distill.losses.kd import KD
-from keras_distill.losses import one as _one  # noqa: F401  (registers the `one` method)
 from keras_distill.losses.pkt import PKT
 from keras_distill.losses.rkd import RKD
 from keras_distill.losses.sp import SP
 from keras_distill.losses.vid import VID
 from keras_distill.losses.keras_compat import from_keras
-from keras_distill.losses.kd_plus import make_view, plus, plus_spec
 from keras_distill.losses.tang import TangKD
 from keras_distill.losses.tllm import tllm_term
 
 __all__ = [
     "DistillationLoss", "ClassMask", "from_keras", "log_softmax_kl", "kl_from_target",
     "KD", "DKD", "DPK", "FitNet", "AT", "FSP", "VID", "RKD", "SP", "PKT", "CC", "CRD",
-    "DML", "BSS", "TangKD", "plus", "plus_spec", "make_view", "tllm_term",
+    "DML", "BSS", "TangKD", "tllm_term",
 ]
