@@ -11,8 +11,9 @@ and returns a per-example value. Each has a hand-derived golden test in
 * Feature maps: `pool_factors` and `average_pool` bring two maps onto the
   smaller one's spatial size (AT, FSP, VID); `attention_map` (AT);
   `mean_per_example` (FitNet, VID).
-* Batch relations: `flatten_examples`, `pairwise_distances` (RKD),
-  `cosine_similarity_matrix` (CC), `gram_matrix` (SP), `linear_cka` (DPK).
+* Batch relations: `flatten_examples`, `l2_normalize` (SP, CRD's heads),
+  `pairwise_distances` (RKD), `cosine_similarity_matrix` (CC),
+  `gram_matrix` (SP, PKT), `linear_cka` (DPK).
 """
 
 from __future__ import annotations
@@ -241,6 +242,22 @@ def gram_matrix(features):
     return ops.matmul(features, ops.transpose(features))
 
 
+def l2_normalize(x, axis=-1):
+    """`x / ||x||_2` along `axis`; a zero vector stays 0 (no NaN, no NaN gradient).
+
+    Computed as `x * rsqrt(max(sum(x^2), 1e-24))`.
+
+    Args:
+        x: Tensor.
+        axis: Axis of the vectors.
+
+    Returns:
+        Tensor of the shape of `x`.
+    """
+    squared = ops.sum(ops.square(x), axis=axis, keepdims=True)
+    return x * ops.rsqrt(ops.maximum(squared, 1e-24))
+
+
 def cosine_similarity_matrix(features):
     """`cos(f_i, f_j)` for every pair of rows, `(b, b)`.
 
@@ -252,9 +269,8 @@ def cosine_similarity_matrix(features):
     Returns:
         `(b, b)` symmetric matrix, ones on the diagonal for non-zero rows.
     """
-    squared_norm = ops.sum(ops.square(features), axis=1, keepdims=True)
-    unit = features * ops.rsqrt(ops.maximum(squared_norm, 1e-24))
-    return ops.matmul(unit, ops.transpose(unit))
+    unit = l2_normalize(features, axis=1)
+    return gram_matrix(unit)
 
 
 def replica_context():

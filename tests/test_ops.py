@@ -17,8 +17,8 @@ import tensorflow as tf
 
 from keras_distill.ops import (
     attention_map, average_pool, cosine_similarity_matrix, flatten_examples, gather_replicas,
-    gram_matrix, kl_from_log_probabilities, kl_from_target, linear_cka, log_softmax_kl,
-    mean_per_example, pairwise_distances, pool_factors, replica_context)
+    gram_matrix, kl_from_log_probabilities, kl_from_target, l2_normalize, linear_cka,
+    log_softmax_kl, mean_per_example, pairwise_distances, pool_factors, replica_context)
 from keras_distill.testing import two_replica_strategy
 
 
@@ -138,6 +138,15 @@ def test_gram_matrix_golden():
     # Rows (1, 2) and (3, 4): 1*1 + 2*2 = 5, 1*3 + 2*4 = 11, 3*3 + 4*4 = 25.
     np.testing.assert_allclose(_numpy(gram_matrix(_f32([[1.0, 2.0], [3.0, 4.0]]))),
                                [[5.0, 11.0], [11.0, 25.0]])
+
+
+def test_l2_normalize_golden():
+    # (3, 4) has norm 5: (0.6, 0.8). Along axis 0 of [[3], [4]] the same. A zero vector
+    # is divided by sqrt(1e-24) = 1e-12 and stays 0.
+    np.testing.assert_allclose(_numpy(l2_normalize(_f32([[3.0, 4.0], [0.0, 0.0]]))),
+                               [[0.6, 0.8], [0.0, 0.0]], atol=1e-7)
+    np.testing.assert_allclose(_numpy(l2_normalize(_f32([[3.0], [4.0]]), axis=0)),
+                               [[0.6], [0.8]], atol=1e-7)
 
 
 def test_cosine_similarity_matrix_golden():

@@ -13,11 +13,7 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-
-def l2_normalize(x, axis=-1):
-    """`x / ||x||` along `axis`; a zero vector stays 0 (no NaN, no NaN gradient)."""
-    squared = ops.sum(ops.square(x), axis=axis, keepdims=True)
-    return x * ops.rsqrt(ops.maximum(squared, 1e-24))
+from keras_distill.ops import l2_normalize
 
 
 @keras.saving.register_keras_serializable(package="keras_distill")
