@@ -2,12 +2,13 @@
 
 import keras
 
-from keras_distill.losses.kd import KD
+from keras_distill.losses.base import DistillationLoss
+from keras_distill.ops import log_softmax_kl
 from keras_distill.views import BoundarySupportingSamples
 
 
 @keras.saving.register_keras_serializable(package="keras_distill")
-class BSS(KD):
+class BSS(DistillationLoss):
     """KD on boundary-supporting samples crafted by attacking the teacher.
 
     The term is KD computed on the samples of a
@@ -56,10 +57,22 @@ class BSS(KD):
                 f"BSS needs a view that attacks the teacher (needs_teacher = True, e.g. "
                 f"BoundarySupportingSamples), got {type(input_view).__name__}. For KD on "
                 "another view use KD(input_view=...).")
-        super().__init__(temperature=temperature, input_view=input_view, name=name, **kwargs)
+        if not temperature > 0:
+            raise ValueError(
+                f"BSS computes KD on the crafted samples: its KD temperature must be > 0, "
+                f"got {temperature!r}. The reference uses 3.")
+        super().__init__(input_view=input_view, name=name, **kwargs)
+        self.temperature = float(temperature)
+
+    def compute(self, teacher, student, labels, side_inputs, training=False):
+        return log_softmax_kl(teacher["logits"], student["logits"], self.temperature)
+
+    def get_config(self):
+        return {**super().get_config(), "temperature": self.temperature}
 
 
 from keras_distill import methods  # noqa: E402
+from keras_distill.losses.kd import KD  # noqa: E402
 from keras_distill.callbacks.variable_schedule import VariableSchedule  # noqa: E402
 
 

@@ -5,6 +5,7 @@ import math
 import keras
 from keras import ops
 
+from keras_distill.adapters.crd import EmbeddingHead
 from keras_distill.losses import _batch
 from keras_distill.losses.base import DistillationLoss
 from keras_distill.ops import cosine_similarity_matrix, flatten_examples
@@ -104,8 +105,6 @@ class CC(DistillationLoss):
 
     def build(self, teacher_shapes, student_shapes):
         if self.embed_dim is not None:
-            from keras_distill.adapters.crd import EmbeddingHead
-
             shape = student_shapes.get(self.student_tap)
             if shape is None:
                 raise ValueError(

@@ -5,14 +5,13 @@ from keras import ops
 
 from keras_distill.losses import _batch
 from keras_distill.losses.base import DistillationLoss
-from keras_distill.ops import flatten_examples, gram_matrix
+from keras_distill.ops import flatten_examples, gram_matrix, l2_normalize
 
 
 def similarity_matrix(features):
     """`normalize_rows(F F^T)` of the flattened `(b, ...)` features, `(b, b)`."""
     gram = gram_matrix(features)
-    squared_norm = ops.sum(ops.square(gram), axis=1, keepdims=True)
-    return gram * ops.rsqrt(ops.maximum(squared_norm, 1e-24))
+    return l2_normalize(gram, axis=1)
 
 
 @keras.saving.register_keras_serializable(package="keras_distill")

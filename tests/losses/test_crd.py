@@ -140,9 +140,8 @@ def test_no_gradient_reaches_teacher_but_heads_and_student_learn():
     assert t_grads["embedding"] is None
     assert np.abs(s_grads["embedding"].numpy()).sum() > 0
     with tf.GradientTape() as tape:
-        term.training = True
         value = term(0.0, {"teacher": teacher, "student": student,
-                           "side_inputs": {"index": np.arange(4)}})
+                           "side_inputs": {"index": np.arange(4)}, "training": True})
     heads = term.teacher_head.trainable_variables + term.student_head.trainable_variables
     assert all(g is not None and np.abs(g.numpy()).sum() > 0
                for g in tape.gradient(value, heads))

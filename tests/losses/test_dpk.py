@@ -247,7 +247,6 @@ def test_prior_knowledge_makes_the_target_learnable():
         outputs = {"logits": np.zeros((8, 2), "float32"), "a": maps[0, 0]}
         term = build_term(DPK("a", patch_size=2, width=8, momentum=1.0,
                               initial_ratio=ratio, seed=0), outputs, outputs)
-        term.training = True
         variables = [v for a in term.adapters for v in a.trainable_variables]
         optimizer = keras.optimizers.Adam(0.03)
         optimizer.build(variables)  # before tracing: one trace, not two
@@ -256,7 +255,8 @@ def test_prior_knowledge_makes_the_target_learnable():
         def step(teacher_map, student_map):
             with tf.GradientTape() as tape:
                 value = term(0.0, {"teacher": {"logits": logits, "a": teacher_map},
-                                   "student": {"logits": logits, "a": student_map}})
+                                   "student": {"logits": logits, "a": student_map},
+                                   "training": True})
             optimizer.apply_gradients(zip(tape.gradient(value, variables), variables))
             return value
 
