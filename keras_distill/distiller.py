@@ -198,26 +198,24 @@ class Distiller(keras.Model):
         inputs, side = split_inputs(x)
         y = self._check_batch(inputs, y, side, training=True)
         views = self._make_views(inputs, integer_labels(y), side)
-        teacher, teacher_on_views = self._teacher_outputs(inputs, views, side)
+        teacher = self._teacher_outputs(inputs, views, side)  # (on the batch, {view: on it})
         with tf.GradientTape() as tape:
-            student, student_on_views = self._forward(
-                self._student_extractor, inputs, views, training=True)
+            student = self._forward(self._student_extractor, inputs, views, training=True)
             total, supervised, values = self._compute_losses(
-                y, sample_weight, (teacher, teacher_on_views), (student, student_on_views),
-                views, side, training=True)
+                y, sample_weight, teacher, student, views, side, training=True)
             scaled = self.optimizer.scale_loss(total)
         self._apply_gradients(tape, scaled)
-        return self._log(y, sample_weight, total, supervised, values, teacher, student)
+        return self._log(y, sample_weight, total, supervised, values, teacher[0], student[0])
 
     def test_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         inputs, side = split_inputs(x)
         y = self._check_batch(inputs, y, side, training=False)
-        teacher, _ = self._teacher_outputs(inputs, {}, side)
-        student, _ = self._forward(self._student_extractor, inputs, {}, training=False)
+        teacher = self._teacher_outputs(inputs, {}, side)
+        student = self._forward(self._student_extractor, inputs, {}, training=False)
         total, supervised, values = self._compute_losses(
-            y, sample_weight, (teacher, {}), (student, {}), {}, side, training=False)
-        return self._log(y, sample_weight, total, supervised, values, teacher, student)
+            y, sample_weight, teacher, student, {}, side, training=False)
+        return self._log(y, sample_weight, total, supervised, values, teacher[0], student[0])
 
     def predict_step(self, data):
         x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
@@ -322,7 +320,7 @@ class Distiller(keras.Model):
             term.training = training  # until DistillationLoss.call reads y_pred["training"]
             values[name] = term(y_true, y_pred, sample_weight=weight)
             total = total + self.weighted_terms.value(name, self.optimizer) * values[name]
-        regularization = [ops.cast(ops.sum(l), "float32") for l in self.losses]
+        regularization = [ops.cast(ops.sum(loss), "float32") for loss in self.losses]
         if regularization:
             total = total + scale(ops.sum(ops.stack(regularization)))
         return total, supervised, values

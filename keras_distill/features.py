@@ -57,9 +57,9 @@ def find_layer(model, tap, role="model"):
         TapError: naming the tap and listing what exists.
     """
     entries = list(_walk(model))
-    exact = [(p, l) for p, l, _ in entries if p == tap]
+    exact = [(path, layer) for path, layer, _ in entries if path == tap]
     if not exact:
-        exact = [(p, l) for p, l, _ in entries if l.name == tap]
+        exact = [(path, layer) for path, layer, _ in entries if layer.name == tap]
     if len(exact) == 1:
         return exact[0][1], exact[0][0]
     names = [p for p, _, _ in entries]

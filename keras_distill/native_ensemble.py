@@ -143,7 +143,7 @@ class NativeEnsemble(keras.Model):
         except ValueError as error:
             raise ValueError(
                 f"ONE split {split!r} is not a layer of {student.name!r}; its layers are "
-                f"{[l.name for l in student.layers]}.") from error
+                f"{[layer.name for layer in student.layers]}.") from error
         try:
             inputs = student.inputs[0] if len(student.inputs) == 1 else student.inputs
             trunk = keras.Model(inputs, layer.output, name=f"{student.name}_trunk")
