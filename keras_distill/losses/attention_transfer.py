@@ -92,33 +92,3 @@ def _tap_list(taps, what):
     if not taps or not all(isinstance(t, str) and t for t in taps):
         raise ValueError(f"{what} must be a non-empty list of layer names, got {taps!r}.")
     return taps
-
-
-from keras_distill import methods  # noqa: E402
-
-
-@methods.register("at", description="Zagoruyko & Komodakis 2017: CE + 1000 * sum over stages "
-                  "of mean (a_s - a_t)^2, a = normalize(mean_c F^2)")
-def at_method(context):
-    teacher_taps = taps_option(context, "teacher_taps", context.teacher_taps)
-    student_taps = taps_option(context, "student_taps", context.student_taps)
-    pairs = min(len(teacher_taps), len(student_taps))
-    if not pairs:
-        raise ValueError(
-            "AT needs stage taps, and the teacher/student stage taps are unknown. Pass "
-            "--method_options teacher_taps=stage1+stage2,student_taps=stage1+stage2.")
-    # Every stage, paired from the first (zip, as the reference).
-    term = AT(teacher_taps=teacher_taps[:pairs], student_taps=student_taps[:pairs],
-              p=context.option("p", 2.0))
-    return methods.MethodSpec(terms=[term], weights=[context.option("at_weight", 1000.0)],
-                              student_loss_weight=context.option("ce_weight", 1.0))
-
-
-def taps_option(context, key, default):
-    """A tap list from `--method_options key=a+b+c` (names joined by '+'), else `default`."""
-    value = context.options.get(key)
-    if value is None:
-        return list(default)
-    if isinstance(value, str):
-        return [tap for tap in value.split("+") if tap]
-    return list(value)

@@ -129,27 +129,3 @@ class CC(DistillationLoss):
         return {**super().get_config(), "teacher_tap": self.teacher_tap,
                 "student_tap": self.student_tap, "gamma": self.gamma, "order": self.order,
                 "embed_dim": self.embed_dim}
-
-
-from keras_distill import methods  # noqa: E402
-
-
-def _optional_int(value):
-    return None if value in (None, "", "none", "None") else int(value)
-
-
-@methods.register("cc", description="Peng et al. 2019: correlation congruence, Taylor (P=2) "
-                  "Gaussian RBF (gamma 0.4) correlations of the batch's embeddings; CE 1 + CC 100")
-def cc_method(context):
-    from keras_distill.losses.kd import KD
-
-    terms = [CC(teacher_tap=context.option("teacher_tap", "embedding"),
-                student_tap=context.option("student_tap", "embedding"),
-                gamma=context.option("gamma", 0.4), order=context.option("order", 2),
-                embed_dim=_optional_int(context.options.get("embed_dim")))]
-    weights = [context.option("cc_weight", 100.0)]
-    if context.option("kd_weight", 0.0) > 0:
-        terms.append(KD(temperature=context.option("temperature", 4.0)))
-        weights.append(context.option("kd_weight", 0.0))
-    return methods.MethodSpec(terms=terms, weights=weights,
-                              student_loss_weight=context.option("ce_weight", 1.0))

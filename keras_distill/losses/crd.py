@@ -201,31 +201,3 @@ class CRD(DistillationLoss):
                 "temperature": self.temperature, "momentum": self.momentum,
                 "teacher_tap": self.teacher_tap, "student_tap": self.student_tap,
                 "index_key": self.index_key, "seed": self.seed}
-
-
-from keras_distill import methods  # noqa: E402
-
-
-@methods.register("crd", description="Tian et al. 2020: contrastive representation distillation "
-                  "(memory banks, NCE, K=16384, tau=0.07, m=0.5, dim 128); CE 1 + CRD 0.8")
-def crd_method(context):
-    from keras_distill.losses.kd import KD
-
-    if context.num_train_examples < 1:
-        raise ValueError(
-            "The crd method needs MethodContext.num_train_examples (the memory-bank size), "
-            f"got {context.num_train_examples!r}.")
-    terms = [CRD(num_examples=context.num_train_examples,
-                 feature_dim=context.option("feature_dim", 128),
-                 num_negatives=context.option("num_negatives", 16384),
-                 temperature=context.option("temperature", 0.07),
-                 momentum=context.option("momentum", 0.5),
-                 teacher_tap=context.option("teacher_tap", "embedding"),
-                 student_tap=context.option("student_tap", "embedding"),
-                 seed=context.seed)]
-    weights = [context.option("crd_weight", 0.8)]
-    if context.option("kd_weight", 0.0) > 0:  # CRD+KD: the reference's `-a 1`
-        terms.append(KD(temperature=context.option("kd_temperature", 4.0)))
-        weights.append(context.option("kd_weight", 0.0))
-    return methods.MethodSpec(terms=terms, weights=weights, side_inputs=("index",),
-                              student_loss_weight=context.option("ce_weight", 1.0))

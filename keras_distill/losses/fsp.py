@@ -3,7 +3,7 @@
 import keras
 from keras import ops
 
-from keras_distill.losses.attention_transfer import average_pool, pool_factors, taps_option
+from keras_distill.losses.attention_transfer import average_pool, pool_factors
 from keras_distill.losses.base import DistillationLoss
 from keras_distill.ops import average_pool, pool_factors
 
@@ -135,66 +135,3 @@ def _taps(taps, what):
             f"FSP {what} must list at least two layer names (FSP relates consecutive "
             f"layers), got {taps!r}.")
     return taps
-
-
-from keras_distill import methods  # noqa: E402
-from keras_distill.losses.fitnet import two_phase_weights  # noqa: E402
-
-
-def _widths(model, taps):
-    """Channels of each tap, or None when the model's layers cannot be read."""
-    try:
-        return [model.get_layer(tap).output.shape[-1] for tap in taps]
-    except (ValueError, AttributeError):
-        return None
-
-
-def _has_layer(model, name):
-    try:
-        model.get_layer(name)
-        return True
-    except (ValueError, AttributeError):
-        return False
-
-
-@methods.register("fsp", description="Yim et al. 2017: FSP-only training of the student "
-                  "(first init_epochs), then CE (RepDistiller); mode=joint: CE + 50 FSP")
-def fsp_method(context):
-    teacher_taps = taps_option(context, "teacher_taps", context.teacher_taps)
-    student_taps = taps_option(context, "student_taps", context.student_taps)
-    pairs = min(len(teacher_taps), len(student_taps))
-    teacher_taps, student_taps = teacher_taps[:pairs], student_taps[:pairs]
-    if "teacher_taps" not in context.options and all(
-            _has_layer(m, "stem") for m in (context.teacher, context.student)):
-        # The reference's feat[:-1] starts at the stem's output.
-        teacher_taps, student_taps = ["stem"] + teacher_taps, ["stem"] + student_taps
-    if len(teacher_taps) < 2:
-        raise ValueError(
-            "FSP needs at least two taps per network and the stage taps are unknown. Pass "
-            "--method_options teacher_taps=stage1+stage2+stage3,student_taps=stage1+stage2+stage3.")
-    align = context.option("align_channels", "auto")
-    if align == "auto":  # align only when the widths differ (the reference would refuse)
-        align = _widths(context.teacher, teacher_taps) != _widths(context.student, student_taps)
-    elif isinstance(align, str):
-        align = align.lower() in ("1", "true", "yes")
-    term = FSP(teacher_taps, student_taps, align_channels=align)
-    note = " (student taps aligned to the teacher's widths by learned 1x1 convolutions)" \
-        if align else ""
-    mode = context.option("mode", "two_stage")
-    if mode == "joint":
-        return methods.MethodSpec(terms=[term], weights=[context.option("fsp_weight", 50.0)],
-                                  student_loss_weight=context.option("ce_weight", 1.0),
-                                  notes=f"CE + FSP jointly on taps {teacher_taps}{note}")
-    if mode != "two_stage":
-        raise ValueError(f"fsp mode must be 'two_stage' or 'joint', got {mode!r}.")
-    init_epochs = context.option("init_epochs", min(30, max(1, context.epochs // 8)))
-    variables, callbacks = two_phase_weights(
-        phase_one={"fsp": context.option("fsp_weight", 1.0), "ce": 0.0},
-        phase_two={"fsp": 0.0, "ce": context.option("ce_weight", 1.0)},
-        switch_epoch=init_epochs)
-    return methods.MethodSpec(
-        terms=[term], weights=[variables["fsp"]], student_loss_weight=variables["ce"],
-        callbacks=callbacks,
-        notes=f"FSP-only epochs [0, {init_epochs}) on taps {teacher_taps}, then CE only"
-              + ("" if init_epochs < context.epochs else " (never reached: too few epochs)")
-              + note)

@@ -55,20 +55,3 @@ class KD(DistillationLoss):
 
     def get_config(self):
         return {**super().get_config(), "temperature": self.temperature}
-
-
-from keras_distill import methods  # noqa: E402
-
-
-@methods.register("kd", description="Hinton et al. 2015: T^2 KL(p_t || p_s), T=4, 0.1 CE + 0.9 KD")
-def kd_method(context):
-    return methods.MethodSpec(
-        terms=[KD(temperature=context.option("temperature", 4.0))],
-        weights=[context.option("kd_weight", 0.9)],
-        student_loss_weight=context.option("ce_weight", 0.1))
-
-
-@methods.register("scratch", description="The student on labels only (the baseline)",
-                  needs_teacher=False)
-def scratch_method(context):
-    return methods.MethodSpec(terms=[], weights=[], student_loss_weight=1.0)

@@ -89,16 +89,3 @@ class PKT(DistillationLoss):
     def get_config(self):
         return {**super().get_config(), "teacher_tap": self.teacher_tap,
                 "student_tap": self.student_tap}
-
-
-from keras_distill import methods  # noqa: E402
-
-
-@methods.register("pkt", description="Passalis & Tefas 2018: KL between cosine-kernel "
-                  "conditional distributions of the batch's embeddings; CE 1 + PKT 30000")
-def pkt_method(context):
-    return methods.MethodSpec(
-        terms=[PKT(teacher_tap=context.option("teacher_tap", "embedding"),
-                   student_tap=context.option("student_tap", "embedding"))],
-        weights=[context.option("pkt_weight", 30000.0)],
-        student_loss_weight=context.option("ce_weight", 1.0))

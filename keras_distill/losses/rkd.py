@@ -120,18 +120,3 @@ class RKD(DistillationLoss):
         return {**super().get_config(), "teacher_tap": self.teacher_tap,
                 "student_tap": self.student_tap,
                 "distance_weight": self.distance_weight, "angle_weight": self.angle_weight}
-
-
-from keras_distill import methods  # noqa: E402
-
-
-@methods.register("rkd", description="Park et al. 2019: distance (25) + angle (50) relations "
-                  "of the batch's embeddings; CE 1 + RKD 1")
-def rkd_method(context):
-    return methods.MethodSpec(
-        terms=[RKD(teacher_tap=context.option("teacher_tap", "embedding"),
-                   student_tap=context.option("student_tap", "embedding"),
-                   distance_weight=context.option("distance_weight", 25.0),
-                   angle_weight=context.option("angle_weight", 50.0))],
-        weights=[context.option("rkd_weight", 1.0)],
-        student_loss_weight=context.option("ce_weight", 1.0))

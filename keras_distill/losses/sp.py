@@ -82,21 +82,3 @@ class SP(DistillationLoss):
     def get_config(self):
         return {**super().get_config(), "teacher_tap": self.teacher_tap,
                 "student_tap": self.student_tap}
-
-
-from keras_distill import methods  # noqa: E402
-
-
-def last_stage(taps, default="embedding"):
-    """The last feature-stage tap of an ordered list, or `default`."""
-    return taps[-1] if taps else default
-
-
-@methods.register("sp", description="Tung & Mori 2019: similarity-preserving, batch "
-                  "similarity matrices of the last stage; CE 1 + SP 3000")
-def sp_method(context):
-    return methods.MethodSpec(
-        terms=[SP(teacher_tap=context.option("teacher_tap", last_stage(context.teacher_taps)),
-                  student_tap=context.option("student_tap", last_stage(context.student_taps)))],
-        weights=[context.option("sp_weight", 3000.0)],
-        student_loss_weight=context.option("ce_weight", 1.0))

@@ -5,7 +5,6 @@ import math
 import keras
 from keras import ops
 
-from keras_distill import methods
 from keras_distill.losses.base import DistillationLoss
 from keras_distill.ops import kl_from_target, log_softmax_kl
 
@@ -128,35 +127,3 @@ class TangKD(DistillationLoss):
         return {**super().get_config(), "mode": self.mode, "temperature": self.temperature,
                 "epsilon": self.epsilon, "top_k": self.top_k,
                 "weight_temperature": self.weight_temperature}
-
-
-def _tang_spec(context, mode):
-    # A fixed smoothed one-hot target at T > 1 only sharpens the student's
-    # logits T-fold, so label smoothing defaults to T = 1.
-    temperature = context.option("temperature", 1.0 if mode == "label_smoothing" else 4.0)
-    top_k = context.option("top_k", None)
-    term = TangKD(mode=mode, temperature=temperature,
-                  epsilon=context.option("epsilon", 0.1),
-                  top_k=None if top_k in (None, "", "none") else int(top_k),
-                  weight_temperature=context.option("weight_temperature", 1.0))
-    return methods.MethodSpec(terms=[term], weights=[context.option("kd_weight", 0.9)],
-                              student_loss_weight=context.option("ce_weight", 0.1),
-                              notes=f"Tang et al. 2020, mode {mode}")
-
-
-@methods.register("tang", description="Tang et al. 2020 teacher-target transform; "
-                  "--method_options mode=full|label_smoothing|partial|top_k|reweight")
-def tang_method(context):
-    return _tang_spec(context, context.option("mode", "full"))
-
-
-def _register_mode(mode, description):
-    methods.register(f"tang_{mode}", description=f"Tang et al. 2020: {description}")(
-        lambda context: _tang_spec(context, mode))
-
-
-_register_mode("full", "plain KD target p (T=4), 0.9 KD + 0.1 CE")
-_register_mode("label_smoothing", "one-hot smoothed with eps=0.1 (T=1), 0.9 + 0.1 CE")
-_register_mode("partial", "KD-pt: p_y kept, 1 - p_y spread uniformly (T=4)")
-_register_mode("top_k", "p_y and top-k non-target p kept, rest uniform (k=ceil(K/20), T=4)")
-_register_mode("reweight", "CE weighted by the teacher's p_y (T_w=1), 0.9 + 0.1 CE")

@@ -4,7 +4,7 @@ import keras
 from keras import ops
 
 from keras_distill.adapters.regressors import VariationalRegressor
-from keras_distill.losses.attention_transfer import average_pool, pool_factors, taps_option
+from keras_distill.losses.attention_transfer import average_pool, pool_factors
 from keras_distill.losses.base import DistillationLoss
 from keras_distill.ops import average_pool, mean_per_example, pool_factors
 
@@ -115,23 +115,3 @@ class VID(DistillationLoss):
         return {**super().get_config(), "teacher_taps": list(self.teacher_taps),
                 "student_taps": list(self.student_taps), "init_variance": self.init_variance,
                 "eps": self.eps, "mid_channels": self.mid_channels}
-
-
-from keras_distill import methods  # noqa: E402
-
-
-@methods.register("vid", description="Ahn et al. 2019: CE + 1 * Gaussian NLL of every teacher "
-                  "stage given the student's (RepDistiller: -r 1 -a 0 -b 1)")
-def vid_method(context):
-    teacher_taps = taps_option(context, "teacher_taps", context.teacher_taps)
-    student_taps = taps_option(context, "student_taps", context.student_taps)
-    pairs = min(len(teacher_taps), len(student_taps))
-    if not pairs:
-        raise ValueError(
-            "VID needs stage taps, and the teacher/student stage taps are unknown. Pass "
-            "--method_options teacher_taps=stage1+stage2,student_taps=stage1+stage2.")
-    term = VID(teacher_taps[:pairs], student_taps[:pairs],
-               init_variance=context.option("init_variance", 5.0),
-               eps=context.option("eps", 1e-5))
-    return methods.MethodSpec(terms=[term], weights=[context.option("vid_weight", 1.0)],
-                              student_loss_weight=context.option("ce_weight", 1.0))

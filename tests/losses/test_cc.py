@@ -17,7 +17,7 @@ import numpy as np
 import keras
 import pytest
 
-from keras_distill import Distiller, methods
+from keras_distill import Distiller
 from keras_distill.losses.cc import CC
 from keras_distill.testing import (assert_replica_equivalence, conv_net, teacher_gradients,
                                    term_value)
@@ -110,15 +110,3 @@ def test_bad_arguments_are_refused():
         CC(order=1.5)
     with pytest.raises(ValueError, match="embed_dim must be a positive integer"):
         CC(embed_dim=0)
-
-
-def test_recipe_defaults_and_optional_kd():
-    context = methods.MethodContext(teacher=None, student=None, num_classes=10)
-    spec = methods.build("cc", context)
-    (term,) = spec.terms
-    assert (term.gamma, term.order, term.embed_dim) == (0.4, 2, None)
-    assert spec.weights == [100.0] and spec.student_loss_weight == 1.0
-    context.options = {"kd_weight": "0.9", "embed_dim": "128"}
-    spec = methods.build("cc", context)
-    assert [t.name for t in spec.terms] == ["cc", "kd"] and spec.weights == [100.0, 0.9]
-    assert spec.terms[0].embed_dim == 128

@@ -37,7 +37,7 @@ import keras
 import pytest
 import tensorflow as tf
 
-from keras_distill import Distiller, methods
+from keras_distill import Distiller
 from keras_distill.losses.crd import CRD, nce_loss
 from keras_distill.testing import (assert_replica_equivalence, build_term, conv_net,
                                    teacher_gradients, term_value)
@@ -237,18 +237,3 @@ def test_serialization_round_trip():
 def test_bad_arguments_are_refused(kwargs, message):
     with pytest.raises(ValueError, match=message):
         CRD(**kwargs)
-
-
-def test_recipe_follows_repdistiller_and_sizes_banks_from_the_context():
-    context = methods.MethodContext(teacher=None, student=None, num_classes=100,
-                                    num_train_examples=50000, seed=3)
-    spec = methods.build("crd", context)
-    (term,) = spec.terms
-    assert (term.num_examples, term.feature_dim, term.num_negatives) == (50000, 128, 16384)
-    assert (term.temperature, term.momentum, term.seed) == (0.07, 0.5, 3)
-    assert spec.weights == [0.8] and spec.student_loss_weight == 1.0
-    assert spec.side_inputs == ("index",)
-    context.options = {"kd_weight": "1.0"}
-    assert [t.name for t in methods.build("crd", context).terms] == ["crd", "kd"]
-    with pytest.raises(ValueError, match="num_train_examples"):
-        methods.build("crd", methods.MethodContext(teacher=None, student=None, num_classes=10))

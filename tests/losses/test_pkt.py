@@ -13,7 +13,7 @@ import numpy as np
 import keras
 import pytest
 
-from keras_distill import Distiller, methods
+from keras_distill import Distiller
 from keras_distill.losses.pkt import PKT
 from keras_distill.testing import (assert_replica_equivalence, conv_net, teacher_gradients,
                                    term_value)
@@ -85,10 +85,3 @@ def test_serialization_round_trip():
 def test_unknown_tap_is_reported_by_the_distiller():
     with pytest.raises(ValueError, match="no layer named 'embeding'"):
         Distiller(conv_net("t", 4), conv_net("s", 4), [PKT("embeding", "embedding")])
-
-
-def test_recipe_defaults_follow_repdistiller():
-    context = methods.MethodContext(teacher=None, student=None, num_classes=10)
-    spec = methods.build("pkt", context)
-    assert spec.terms[0].teacher_taps == ("embedding",)
-    assert spec.weights == [30000.0] and spec.student_loss_weight == 1.0

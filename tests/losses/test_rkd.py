@@ -22,7 +22,7 @@ import numpy as np
 import keras
 import pytest
 
-from keras_distill import Distiller, methods
+from keras_distill import Distiller
 from keras_distill.losses.rkd import RKD
 from keras_distill.testing import (assert_replica_equivalence, conv_net, teacher_gradients,
                                    term_value)
@@ -106,13 +106,3 @@ def test_bad_weights_are_refused():
         RKD(distance_weight=0.0, angle_weight=0.0)
     with pytest.raises(ValueError, match="distance_weight=-1"):
         RKD(distance_weight=-1.0)
-
-
-def test_recipe_defaults_follow_repdistiller():
-    context = methods.MethodContext(teacher=None, student=None, num_classes=10,
-                                    options={"angle_weight": "10"})
-    spec = methods.build("rkd", context)
-    (term,) = spec.terms
-    assert (term.distance_weight, term.angle_weight) == (25.0, 10.0)
-    assert term.teacher_taps == ("embedding",)
-    assert spec.weights == [1.0] and spec.student_loss_weight == 1.0

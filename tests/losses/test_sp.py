@@ -12,7 +12,7 @@ import numpy as np
 import keras
 import pytest
 
-from keras_distill import Distiller, methods
+from keras_distill import Distiller
 from keras_distill.losses.sp import SP
 from keras_distill.testing import (assert_replica_equivalence, conv_net, teacher_gradients,
                                    term_value)
@@ -84,13 +84,3 @@ def test_serialization_round_trip():
 def test_unknown_tap_is_reported_by_the_distiller():
     with pytest.raises(ValueError, match="no layer named 'stage9'"):
         Distiller(conv_net("t", 4), conv_net("s", 4), [SP("stage9", "stage2")])
-
-
-def test_recipe_uses_last_stages_and_weight_3000():
-    context = methods.MethodContext(teacher=None, student=None, num_classes=10,
-                                    teacher_taps=["stage1", "stage2", "stage3", "stage4"],
-                                    student_taps=["stage1", "stage2", "stage3"])
-    spec = methods.build("sp", context)
-    (term,) = spec.terms
-    assert (term.teacher_taps, term.student_taps) == (("stage4",), ("stage3",))
-    assert spec.weights == [3000.0] and spec.student_loss_weight == 1.0

@@ -31,7 +31,6 @@ import keras
 import pytest
 
 import keras_distill as kd
-from keras_distill import methods
 from keras_distill.losses.kd import KD
 from keras_distill.losses.tang import MODES, TangKD, default_top_k
 from keras_distill.testing import (assert_replica_equivalence, conv_net, random_outputs,
@@ -127,19 +126,6 @@ def test_bad_arguments():
         TangKD(mode="label_smoothing", epsilon=1.0)
     with pytest.raises(ValueError, match="top_k must be an integer >= 0"):
         TangKD(mode="top_k", top_k=-1)
-
-
-def test_recipes():
-    context = methods.MethodContext(teacher=None, student=None, num_classes=10)
-    for mode in MODES:
-        spec = methods.build(f"tang_{mode}", context)
-        (term,) = spec.terms
-        assert term.mode == mode and spec.weights == [0.9] and spec.student_loss_weight == 0.1
-        assert term.temperature == (1.0 if mode == "label_smoothing" else 4.0)
-        assert term.requires_labels == (mode != "full")
-    context.options = {"mode": "top_k", "top_k": "2", "temperature": "3"}
-    (term,) = methods.build("tang", context).terms
-    assert (term.mode, term.top_k, term.temperature) == ("top_k", 2, 3.0)
 
 
 def test_one_and_two_replicas_agree():

@@ -1,7 +1,6 @@
-"""The `one` recipe method (keras_distill/losses/one.py): ONE's defaults and options.
+"""The `one` recipe builder (keras_distill/methods/one.py).
 
-The model itself (golden loss, gradients, replicas) is tested in
-tests/test_native_ensemble.py.
+Moved from tests/losses/test_one.py (the maths of the term is tested there).
 """
 
 import pytest
