@@ -27,8 +27,9 @@ def user_errors():
     """Errors `main` reports as one `error: ...` line (their messages say the fix)."""
     from keras_distill.callbacks.guards import NonFiniteLossError
     from keras_distill.data import DataError, DataNotFoundError
+    from keras_distill.methods import OptionError
 
-    return (ConfigError, DataError, DataNotFoundError, NonFiniteLossError)
+    return (ConfigError, DataError, DataNotFoundError, NonFiniteLossError, OptionError)
 
 
 # ------------------------------------------------------------------- setup

@@ -172,7 +172,6 @@ def distill_student(config, splits, strategy, teacher, model_dir, baseline_stude
         `(student, summary)`.
     """
     from keras_distill import Distiller, methods
-    from keras_distill.checks import TrackedOptions
 
     steps = common.steps_per_epoch(config, splits)
     validation_data = tuple(splits.validation) if splits.validation is not None else None
@@ -182,7 +181,8 @@ def distill_student(config, splits, strategy, teacher, model_dir, baseline_stude
             teacher=teacher, student=student, num_classes=splits.num_classes,
             steps_per_epoch=steps, epochs=config.epochs,
             teacher_taps=common.feature_taps(teacher), student_taps=common.feature_taps(student),
-            options=TrackedOptions(config.method_options), num_train_examples=len(splits.train),
+            options=methods.parse_options(config.method, config.method_options),
+            num_train_examples=len(splits.train),
             validation_data=validation_data, seed=config.seed,
             train_data=tuple(splits.train), model_dir=model_dir,
             baseline_student=baseline_student, reference_history=reference_history)
@@ -208,11 +208,6 @@ def distill_student(config, splits, strategy, teacher, model_dir, baseline_stude
         model.compile(optimizer=common.make_optimizer(config, steps, config.epochs),
                       loss=supervised_loss(train), metrics=["accuracy"],
                       jit_compile=config.jit_compile)
-    unused = context.options.unused()
-    if unused:
-        raise common.ConfigError(
-            f"--method_options {unused} are not read by --method={config.method}, which reads "
-            f"{context.options.asked()}: check the spelling.")
     callbacks, tracker = common.standard_callbacks(config, model_dir, test, lambda: student,
                                                    extra=list(spec.callbacks))
     train = common.resumable(train, callbacks)
@@ -328,6 +323,9 @@ def run(config: RunConfig):
         methods.needs_teacher(config.method)  # unknown names fail before any work
     except ValueError as error:
         raise common.ConfigError(f"--method: {error}") from error
+    # Options the method does not take, or bad values: a one-line OptionError naming the key,
+    # the value and what is expected (from the method's options dataclass), before any work.
+    methods.parse_options(config.method, config.method_options)
     common.validate(config)
     common.prepare_model_dir(config.model_dir)
     check_flags(config)
@@ -416,11 +414,7 @@ def main(argv):
     if FLAGS.list_methods:
         from keras_distill import methods
 
-        for name, description in methods.describe().items():
-            print(f"{name:24s} {description}")
-        for suffix, description in methods.modifiers().items():
-            print(f"\n<method>_{suffix}: any method above with {description or suffix} "
-                  f"(e.g. dkd_{suffix})")
+        print(methods.listing())
         return
     try:
         run(config_from_flags())

@@ -137,3 +137,41 @@ def test_command_line_lists_methods_and_rejects_bad_flags():
     bad = subprocess.run([sys.executable, "-m", "recipes.distill", "--strategy=gpu_cluster"],
                          cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
     assert bad.returncode != 0 and "strategy" in bad.stderr
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"temprature": "2"}, r"unknown option 'temprature'.*Did you mean 'temperature'\?"),
+    ({"temperature": "0"}, r"temperature=0.0: expected a float > 0"),
+    ({"temperature": "abc"}, r"temperature='abc': expected float"),
+])
+def test_bad_method_options_are_refused_before_any_work(tmp_path, options, message):
+    from keras_distill.methods import OptionError
+
+    with pytest.raises(OptionError, match=message):
+        distill.run(_config(tmp_path, method_options=options))
+    assert not (tmp_path / "run").exists() and not (tmp_path / "teachers").exists()
+    assert OptionError in common.user_errors()
+
+
+def test_command_line_bad_method_option_is_one_error_line_before_any_training(tmp_path):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    result = subprocess.run(
+        [sys.executable, "-m", "recipes.distill", "--method=dkd",
+         "--method_options=temperature=2,bta=4", f"--model_dir={tmp_path / 'run'}",
+         f"--teacher_dir={tmp_path / 'teachers'}"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert result.returncode == 1, result.stderr
+    assert len(errors) == 1 and "unknown option 'bta'" in errors[0]
+    assert "Did you mean 'beta'?" in errors[0] and "beta: float | None = None" in errors[0]
+    assert "Training" not in result.stdout and not (tmp_path / "teachers").exists()
+
+
+def test_command_line_lists_every_method_with_its_options():
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    listed = subprocess.run([sys.executable, "-m", "recipes.distill", "--list_methods"],
+                            cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert listed.returncode == 0
+    assert "options: temperature: float = 4.0, kd_weight: float = 0.9" in listed.stdout
+    assert "plus_source: str = 'mixup'" in listed.stdout
+    assert "dkd_weight: float = 1.0" in listed.stdout
