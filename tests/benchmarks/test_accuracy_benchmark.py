@@ -33,6 +33,19 @@ def test_grids_have_unique_ids_and_the_promised_cells():
         accuracy.grid("imagenet")
 
 
+def test_the_methods_grid_derives_from_the_method_table():
+    """Every method of keras_distill/methods/__init__.py runs, but the named variants."""
+    from keras_distill.methods import METHODS
+
+    grid_methods = list(dict.fromkeys(r.method for r in accuracy.grid("methods")))
+    assert set(accuracy.NOT_IN_GRID) <= set(METHODS)  # no stale exclusion
+    assert grid_methods == [name for name in METHODS if name not in accuracy.NOT_IN_GRID]
+    assert grid_methods == [
+        "scratch", "kd", "kd_plus", "tang_full", "tang_label_smoothing", "tang_partial",
+        "tang_top_k", "tang_reweight", "dpk", "tllm", "dkd", "fitnet", "at", "fsp", "vid",
+        "rkd", "sp", "pkt", "cc", "crd", "dml", "bss", "one"]  # the grid's runs as before
+
+
 def test_stored_runs_are_reused_not_rerun(tmp_path, monkeypatch):
     run = accuracy.grid("smoke")[0]
     stored = {"group": "smoke", "method": run.method, "seed": 0, "results": {}}
