@@ -27,7 +27,8 @@ class DPK(DistillationLoss):
     into a grid of tokens, one per `p x p` patch; the hybrid grid takes the
     teacher's token where `u >= r_k` (`u ~ U[0, 1)` per token, one draw
     shared by the batch and by all replicas) and the student's elsewhere, so
-    a share `1 - r_k` of it is teacher "prior knowledge"; a decoder maps it back to the teacher's shape and
+    a share `1 - r_k` of it is teacher "prior knowledge"; a decoder maps it
+    back to the teacher's shape and
 
         L = sum_k mean_{h,w,c} (decoder(hybrid_k) - stop_gradient(T_k))^2
 

@@ -3,7 +3,6 @@
 import keras
 from keras import ops
 
-from keras_distill.losses.attention_transfer import average_pool, pool_factors
 from keras_distill.losses.base import DistillationLoss
 from keras_distill.ops import average_pool, pool_factors
 

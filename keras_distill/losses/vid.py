@@ -4,7 +4,6 @@ import keras
 from keras import ops
 
 from keras_distill.adapters.regressors import VariationalRegressor
-from keras_distill.losses.attention_transfer import average_pool, pool_factors
 from keras_distill.losses.base import DistillationLoss
 from keras_distill.ops import average_pool, mean_per_example, pool_factors
 

@@ -20,7 +20,7 @@ import tensorflow as tf
 
 import keras_distill as kd
 from keras_distill.losses.kd import KD
-from keras_distill.losses.kd_plus import make_view, plus
+from keras_distill.plus import make_view, plus
 from keras_distill.testing import (conv_net, random_outputs,
                                    teacher_gradients, term_value)
 from keras_distill.views import CutMix, Mixup, SideInput
