@@ -251,7 +251,6 @@ class Cohort(keras.Model):
                 supervised.append(sup)
             for name, term in self.weighted_terms.items():
                 y_true = labels if term.requires_labels else 0.0
-                term.training = training  # until DistillationLoss.call reads y_pred["training"]
                 value = ops.zeros((), "float32")
                 for j, peer in enumerate(frozen):
                     if j != i:

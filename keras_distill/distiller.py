@@ -317,7 +317,6 @@ class Distiller(keras.Model):
                       "side_inputs": {k: side[k] for k in term.side_inputs},
                       "training": training}
             y_true = term_labels if (term.requires_labels and term_labels is not None) else 0.0
-            term.training = training  # until DistillationLoss.call reads y_pred["training"]
             values[name] = term(y_true, y_pred, sample_weight=weight)
             total = total + self.weighted_terms.value(name, self.optimizer) * values[name]
         regularization = [ops.cast(ops.sum(loss), "float32") for loss in self.losses]

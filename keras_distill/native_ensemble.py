@@ -186,7 +186,6 @@ class NativeEnsemble(keras.Model):
     # ------------------------------------------------------------ train/test
     def _compute_losses(self, logits, ensemble, y, sample_weight, training):
         target = {"logits": tf.stop_gradient(ensemble)}
-        self.term.training = training  # until DistillationLoss.call reads y_pred["training"]
         term = ops.sum(ops.stack([
             self.term(0.0, {"teacher": target, "student": {"logits": z}, "side_inputs": {},
                             "training": training}, sample_weight=sample_weight)

@@ -167,10 +167,22 @@ def test_batch_layout_helpers():
 
 
 # ------------------------------------------------------------------ layering
+def _tree(module):
+    with open(os.path.join(PACKAGE, module)) as file:
+        return ast.parse(file.read())
+
+
+@pytest.mark.parametrize("module", ["distiller.py", "cohort.py", "native_ensemble.py"])
+def test_trainers_set_no_training_attribute_on_a_term(module):
+    """The flag travels in y_pred["training"]; no trainer writes `<term>.training = ...`."""
+    targets = [target for node in ast.walk(_tree(module)) if isinstance(node, ast.Assign)
+               for target in node.targets]
+    assert not [t for t in targets if isinstance(t, ast.Attribute) and t.attr == "training"]
+
+
 @pytest.mark.parametrize("module", ["cohort.py", "native_ensemble.py"])
 def test_trainers_share_terms_py_not_the_distiller(module):
-    with open(os.path.join(PACKAGE, module)) as file:
-        tree = ast.parse(file.read())
+    tree = _tree(module)
     imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
     imported |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import)
                  for alias in node.names}
