@@ -323,9 +323,10 @@ def run(config: RunConfig):
         methods.needs_teacher(config.method)  # unknown names fail before any work
     except ValueError as error:
         raise common.ConfigError(f"--method: {error}") from error
-    # Options the method does not take, or bad values: a one-line OptionError naming the key,
-    # the value and what is expected (from the method's options dataclass), before any work.
-    methods.parse_options(config.method, config.method_options)
+    try:  # options the method does not take, or bad values, fail before any work too
+        methods.parse_options(config.method, config.method_options)
+    except methods.OptionError as error:
+        raise common.ConfigError(str(error)) from error
     common.validate(config)
     common.prepare_model_dir(config.model_dir)
     check_flags(config)

@@ -322,25 +322,28 @@ def parse(options_class, options, method=""):
     options = dict(options or {})
     hints = typing.get_type_hints(options_class)
     valid = [field.name for field in dataclasses.fields(options_class)]
-    prefix = f"--method_options for method {method!r}: " if method else "--method_options: "
-    for key in options:
-        if key not in valid:
-            close = difflib.get_close_matches(key, valid, n=1)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
-            raise OptionError(
-                f"{prefix}unknown option {key!r}.{hint} Valid options: "
-                f"{describe_options(options_class)}.")
+    where = f" of --method={method}" if method else ""
+    unknown = [key for key in options if key not in valid]
+    if unknown:
+        hints_text = "".join(
+            f" {key!r}: did you mean {close[0]!r}?" for key in unknown
+            for close in [difflib.get_close_matches(key, valid, n=1)] if close)
+        reader = f"--method={method}" if method else options_class.__name__
+        raise OptionError(
+            f"--method_options {unknown} are not read by {reader}, which reads {valid}: check "
+            f"the spelling.{hints_text} Options (name: type = default): "
+            f"{describe_options(options_class)}.")
     values = {}
     for key, value in options.items():
         try:
             values[key] = _convert(value, hints[key])
         except (TypeError, ValueError):
-            raise OptionError(
-                f"{prefix}{key}={value!r}: expected {_type_name(hints[key])}.") from None
+            raise OptionError(f"--method_options {key}={value!r}{where}: expected "
+                              f"{_type_name(hints[key])}.") from None
     try:
         return options_class(**values)
     except OptionError as error:
-        raise OptionError(f"{prefix}{error}") from None
+        raise OptionError(f"--method_options{where}: {error}") from None
 
 
 # --------------------------------------------------------------------- lookup
