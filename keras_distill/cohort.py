@@ -15,7 +15,7 @@ from keras_distill.terms import WeightedTerms, integer_labels, scale, split_inpu
 ENSEMBLE = "ensemble"
 
 
-def _accuracy(y_true, y_pred):
+def top1_accuracy(y_true, y_pred):
     """Top-1 accuracy for integer labels `(batch,)`/`(batch, 1)` or one-hot labels."""
     if len(y_true.shape) == len(y_pred.shape) and y_true.shape[-1] == y_pred.shape[-1] \
             and (y_pred.shape[-1] or 0) > 1:
@@ -147,7 +147,7 @@ class Cohort(keras.Model):
             self.term_trackers.append(
                 [keras.metrics.Mean(name=f"member{i}_{n}") for n in self.term_names])
             self.accuracy_trackers.append(
-                keras.metrics.MeanMetricWrapper(_accuracy, name=f"member{i}_accuracy"))
+                keras.metrics.MeanMetricWrapper(top1_accuracy, name=f"member{i}_accuracy"))
         self.built = True
 
     def _check_compatible(self, shapes):

@@ -8,7 +8,7 @@ import keras
 import tensorflow as tf
 from keras import ops
 
-from keras_distill.cohort import _accuracy, minimize
+from keras_distill.cohort import minimize, top1_accuracy
 from keras_distill.losses.kd import KD
 from keras_distill.terms import (
     WeightedTerms,
@@ -130,10 +130,10 @@ class NativeEnsemble(keras.Model):
         self.ensemble_loss_tracker = keras.metrics.Mean(name="ensemble_loss")
         self.term_tracker = keras.metrics.Mean(name=self.term.name)
         self.branch_accuracy = [
-            keras.metrics.MeanMetricWrapper(_accuracy, name=f"branch{i}_accuracy")
+            keras.metrics.MeanMetricWrapper(top1_accuracy, name=f"branch{i}_accuracy")
             for i in range(self.num_branches)]
-        self.ensemble_accuracy = keras.metrics.MeanMetricWrapper(_accuracy,
-                                                                 name="ensemble_accuracy")
+        self.ensemble_accuracy = keras.metrics.MeanMetricWrapper(
+            top1_accuracy, name="ensemble_accuracy")
         self.built = True
 
     @staticmethod
